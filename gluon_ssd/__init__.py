@@ -1,0 +1,18 @@
+"""gluon_ssd: GluonCV-exact SSD detectors in MXNet Gluon."""
+from . import _env  # noqa: F401  (must run before mxnet is imported)
+
+__all__ = ["get_model", "list_models", "export"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy, so that `import gluon_ssd.data` does not build the model zoo's imports.
+    if name in ("get_model", "list_models"):
+        from . import model_zoo
+
+        return getattr(model_zoo, name)
+    if name == "export":
+        from .export import export
+
+        return export
+    raise AttributeError(f"module 'gluon_ssd' has no attribute {name!r}")

@@ -1,0 +1,206 @@
+"""The SSD model zoo: one table of specs, ``get_model`` and ``list_models``.
+
+Every model of GluonCV 0.10.5's SSD zoo is a row here; adding a model is adding a row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import types
+from functools import partial
+
+import mxnet as mx
+
+from .classes import DATASET_CLASSES
+from .nn.features import backbone_features
+from .nn.resnetv1b import resnet34_v1b_features
+from .nn.ssd import SSD
+from .nn.vgg import VGGAtrousExtractor
+
+log = logging.getLogger(__name__)
+
+_R6 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 3 + ((1, 2, 0.5),) * 2
+_R7 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 4 + ((1, 2, 0.5),) * 2
+_STEPS_300 = (8, 16, 32, 64, 100, 300)
+_STEPS_512_6 = (16, 32, 64, 128, 256, 512)
+_STEPS_512_7 = (8, 16, 32, 64, 128, 256, 512)
+_SIZES_300 = (21, 45, 99, 153, 207, 261, 315)
+_SIZES_300_VOC = (30, 60, 111, 162, 213, 264, 315)
+_SIZES_512_7 = (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6)
+_SIZES_512_6 = (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492)
+_SIZES_512_6_COCO = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)
+_FILTERS = (512, 512, 256, 256)
+_MOBILENET_TAPS = ("relu22_fwd", "relu26_fwd")
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDSpec:
+    """One SSD of the zoo.
+
+    backbone: 'vgg16_atrous', 'resnet34_v1b', or a ``mxnet.gluon.model_zoo.vision`` name.
+    taps: backbone layers whose outputs feed prediction heads (vision backbones only).
+    filters: channels of the extra layers appended to the last tap (vision backbones only).
+    sizes, ratios, steps: anchor configuration (len(steps) + 1 sizes).
+    dataset: 'voc', 'coco' or 'custom' (the class list).
+    """
+
+    base_size: int
+    backbone: str
+    dataset: str
+    sizes: tuple
+    ratios: tuple
+    steps: tuple
+    taps: tuple = ()
+    filters: tuple = ()
+    anchor_kind: str = "ssd"
+    predictor_kernel: int = 3
+    reduce_ratio: float = 1.0
+    min_depth: int = 128
+
+    @property
+    def base_store_name(self) -> str:
+        """Name of the pretrained backbone file in the model store."""
+        return self.backbone
+
+
+def _family(base_size, backbone, datasets, **common):
+    """Rows for one architecture on several datasets; ``datasets`` maps dataset -> sizes."""
+    return {f"ssd_{base_size}_{backbone}_{ds}": SSDSpec(base_size, backbone, ds, sizes=sizes, **common)
+            for ds, sizes in datasets.items()}
+
+
+MODEL_SPECS: dict[str, SSDSpec] = {
+    **_family(300, "vgg16_atrous", {"voc": _SIZES_300_VOC, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300),
+    **_family(512, "vgg16_atrous", {"voc": _SIZES_512_7, "coco": _SIZES_512_7, "custom": _SIZES_512_7},
+              ratios=_R7, steps=_STEPS_512_7),
+    **_family(512, "resnet18_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation1", "stage4_activation1"),
+              filters=_FILTERS),
+    **_family(512, "resnet50_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6_COCO,
+                                   "custom": _SIZES_512_6_COCO},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation5", "stage4_activation2"),
+              filters=_FILTERS),
+    **_family(512, "resnet101_v2", {"voc": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation22", "stage4_activation2"),
+              filters=_FILTERS),
+    **_family(512, "resnet152_v2", {"voc": _SIZES_512_7},
+              ratios=_R7, steps=_STEPS_512_7,
+              taps=("stage2_activation7", "stage3_activation35", "stage4_activation2"), filters=_FILTERS),
+    **_family(512, "mobilenet1.0", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=_MOBILENET_TAPS, filters=_FILTERS),
+    **_family(300, "mobilenet1.0_lite", {"coco": (60.0, 105.0, 150.0, 195.0, 240.0, 285.0, 300.0)},
+              ratios=((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 5, steps=(16, 30, 60, 100, 150, 300),
+              taps=_MOBILENET_TAPS, filters=(512, 256, 256, 128), anchor_kind="lite", predictor_kernel=1,
+              reduce_ratio=0.5, min_depth=64),
+    **_family(300, "mobilenet0.25", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300, taps=_MOBILENET_TAPS, filters=(256, 256, 128, 128)),
+    **_family(300, "resnet34_v1b", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300, filters=(256, 256, 128, 128)),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return list(MODEL_SPECS)
+
+
+def get_spec(name: str) -> SSDSpec:
+    if name not in MODEL_SPECS:
+        close = [n for n in MODEL_SPECS if name.split("_")[-1] in n or n.startswith(name[:12])][:5]
+        raise ValueError(f"unknown model {name!r}; known SSD models: {', '.join(MODEL_SPECS)}"
+                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return MODEL_SPECS[name]
+
+
+def _features_fn(spec: SSDSpec, base_holder: list):
+    if spec.backbone == "vgg16_atrous":
+        return partial(VGGAtrousExtractor, spec.base_size, prefix="vggatrousextractor0_")
+    if spec.backbone == "resnet34_v1b":
+        return partial(resnet34_v1b_features, spec.filters, base_holder)
+
+    def build():
+        base = spec.backbone.replace("_lite", "")
+        block, net = backbone_features(base, spec.taps, spec.filters, spec.reduce_ratio, spec.min_depth)
+        base_holder.append(net)
+        return block
+
+    return build
+
+
+def build_ssd(name: str, classes=None, **kwargs) -> SSD:
+    """An uninitialized SSD for ``name`` (see :func:`get_model`)."""
+    spec = get_spec(name)
+    if classes is None:
+        if spec.dataset == "custom":
+            raise ValueError(f"{name} is a custom model: pass classes=[...] with your class names")
+        classes = DATASET_CLASSES[spec.dataset]
+    classes = tuple(classes)
+    if not classes:
+        raise ValueError("classes is empty: an SSD needs at least one foreground class")
+    holder: list = []
+    net = SSD(_features_fn(spec, holder), spec.sizes, spec.ratios, spec.steps, classes,
+              anchor_kind=spec.anchor_kind, predictor_kernel=spec.predictor_kernel, **kwargs)
+    net.name_in_zoo = name
+    net.spec = spec
+    # The classification net whose parameters the features share (a namespace, so it is no child block).
+    net._backbone = types.SimpleNamespace(net=holder[0] if holder else None)
+    return net
+
+
+def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, ctx=None, root=None,
+              transfer=None, **kwargs) -> SSD:
+    """An SSD from the zoo, GluonCV's API.
+
+    Parameters
+    ----------
+    name : a name from :func:`list_models`, e.g. 'ssd_512_resnet50_v1_voc'.
+    pretrained : False; True for GluonCV's published weights (model store); or a path to a
+        parameter file (GluonCV's, in either key format, or ours).
+    pretrained_base : True to start from the ImageNet backbone (model store), a path to a backbone
+        file, or False. Ignored when ``pretrained`` is given.
+    classes : class names; required for '*_custom'. With a pretrained model of another class list
+        the class heads are reset (reusing the weights of classes of the same name).
+    ctx : mx.Context or list of them (default cpu).
+    root : model store folder (default $MXNET_HOME/models, else ~/.mxnet/models).
+    transfer : for '*_custom' models: 'voc' or 'coco' to start from that pretrained model.
+    **kwargs : nms_thresh, nms_topk, post_nms, stds.
+
+    Returns
+    -------
+    An initialized :class:`gluon_ssd.nn.SSD`.
+    """
+    from . import model_store, params
+
+    ctx = ctx or mx.cpu()
+    ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    spec = get_spec(name)
+    if transfer is not None:
+        if spec.dataset != "custom":
+            raise ValueError(f"transfer={transfer!r} applies to *_custom models, not {name}")
+        if classes is None:
+            raise ValueError("transfer needs classes=[...] with the new class names")
+        source = name.replace("_custom", f"_{transfer}")
+        net = get_model(source, pretrained=True, pretrained_base=False, ctx=ctx, root=root, **kwargs)
+        net.reset_class(classes, reuse_weights=[c for c in classes if c in net.classes])
+        return net
+    if pretrained and spec.dataset == "custom":
+        if pretrained is True:
+            raise ValueError(f"{name} has no published weights; use transfer='voc'|'coco' or a file path")
+    file_classes = None
+    if pretrained and classes is not None:
+        file_classes = DATASET_CLASSES.get(spec.dataset)
+    net = build_ssd(name, classes=file_classes if file_classes else classes, **kwargs)
+    if pretrained:
+        path = model_store.get_model_file(name, root=root) if pretrained is True else os.fspath(pretrained)
+        params.load_ssd_parameters(net, path, ctx=ctx_list)
+        if classes is not None and tuple(classes) != net.classes:
+            net.reset_class(classes, reuse_weights=[c for c in classes if c in net.classes])
+        return net
+    if pretrained_base:
+        path = (model_store.get_model_file(spec.base_store_name, root=root) if pretrained_base is True
+                else os.fspath(pretrained_base))
+        params.load_backbone_parameters(net, path, ctx=ctx_list)
+    params.initialize_missing(net, ctx_list)
+    return net
