@@ -41,7 +41,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     gcv = import_gluoncv()
-    print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {os.cpu_count()} cores")
+    threads = os.environ.get('OMP_NUM_THREADS')
+    print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={threads}, {os.cpu_count()} cores")
     print(f"{'model':28s} {'batch':>5s} {'gluoncv img/s':>14s} {'gluon_ssd img/s':>16s} {'ratio':>6s}")
     for name in args.models:
         ref = gcv.model_zoo.get_model(name, pretrained_base=False)

@@ -1,0 +1,25 @@
+"""Datasets, the synthetic dataset writer, batching and loading."""
+from .batchify import SeededRandomSampler, batchify_detection, make_loader
+from .coco import COCO_CLASSES, COCODetection, CustomCOCODetection
+from .custom import BadImageError, DetectionDataset, read_image
+from .synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from .voc import VOC_CLASSES, AnnotationError, CustomVOCDetection, UnknownClassError, VOCDetection
+
+__all__ = [
+    "AnnotationError",
+    "BadImageError",
+    "COCO_CLASSES",
+    "COCODetection",
+    "CustomCOCODetection",
+    "CustomVOCDetection",
+    "DetectionDataset",
+    "SHAPE_CLASSES",
+    "SeededRandomSampler",
+    "UnknownClassError",
+    "VOC_CLASSES",
+    "VOCDetection",
+    "batchify_detection",
+    "make_loader",
+    "read_image",
+    "write_synthetic_dataset",
+]

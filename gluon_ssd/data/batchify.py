@@ -1,0 +1,219 @@
+"""Batching detection samples and the data loader.
+
+``batchify_detection`` turns a list of samples (tuples of fields) into one batch per field: fields of
+equal shape are stacked; fields whose length along the first axis varies (labels, ...) are padded with
+-1 to the longest in the batch. ``make_loader`` wraps ``mx.gluon.data.DataLoader`` with worker
+processes, a seeded shuffle and per-worker random seeds.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import random
+from collections.abc import Callable, Sequence
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ["batchify_detection", "make_loader", "SeededRandomSampler"]
+
+logger = logging.getLogger(__name__)
+
+_LAST_BATCH = ("keep", "discard", "rollover")
+
+
+def _stack_field(values: list, k: int, pad_value: float, ctx: mx.Context) -> mx.nd.NDArray:
+    if all(isinstance(v, mx.nd.NDArray) for v in values):
+        shapes = {v.shape for v in values}
+        if len(shapes) == 1 and values[0].shape[:1] != (0,):
+            out = mx.nd.empty((len(values),) + values[0].shape, dtype=values[0].dtype, ctx=ctx)
+            return mx.nd.stack(*values, out=out)
+    arrays = [v.asnumpy() if isinstance(v, mx.nd.NDArray) else np.asarray(v) for v in values]
+    shapes = [a.shape for a in arrays]
+    if arrays[0].ndim == 0 or (len(set(shapes)) == 1 and shapes[0][0] > 0):
+        if len(set(shapes)) != 1:
+            raise ValueError(f"field {k} mixes scalars and arrays of shapes {sorted(set(shapes))}")
+        stacked = np.stack(arrays)
+        return mx.nd.array(stacked, ctx=ctx, dtype=stacked.dtype)
+    trailing = {s[1:] for s in shapes}
+    if len(trailing) != 1 or any(a.ndim == 0 for a in arrays):
+        raise ValueError(
+            f"field {k} of the samples has shapes {shapes}: only the first axis may differ between samples "
+            "(resize images to one size in a transform before batching)"
+        )
+    lengths = np.array([s[0] for s in shapes], dtype=np.int64)
+    width = max(1, int(lengths.max()))
+    dtype = np.result_type(*arrays)
+    out = np.full((len(arrays), width) + shapes[0][1:], pad_value, dtype=dtype)
+    rows = np.concatenate(arrays, axis=0)
+    if len(rows):
+        sample = np.repeat(np.arange(len(arrays)), lengths)
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[sample, slot] = rows
+    return mx.nd.array(out, ctx=ctx, dtype=dtype)
+
+
+def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory: bool = False):
+    """Collate detection samples into a batch.
+
+    Parameters
+    ----------
+    samples : sequence of tuples, length B
+        Each sample is a tuple of fields, e.g. ``(image, label)`` or
+        ``(image, cls_targets, box_targets)``; a field is an ``mx.nd.NDArray``, a numpy array or a
+        scalar. A sample that is not a tuple or list is one field.
+    pad_value : float
+        Fill of padded rows.
+    shared_memory : bool
+        Allocate the batch in shared CPU memory (what worker processes should return).
+
+    Returns
+    -------
+    tuple of mx.nd.NDArray, or one mx.nd.NDArray for one-field samples
+        Per field, (B, ...) stacked when every sample has the same shape. A field whose first axis
+        varies between samples (or is 0 somewhere, as the (0, 6) label of an image without objects) is
+        padded with ``pad_value`` to (B, M, ...), M = max(1, longest): labels (N_i, 6) become (B, M, 6)
+        with -1 rows after each image's objects. dtypes are kept.
+
+    Raises
+    ------
+    ValueError
+        Empty ``samples``, samples with different numbers of fields, or a field whose shapes differ
+        beyond the first axis (e.g. images of different sizes).
+    """
+    if len(samples) == 0:
+        raise ValueError("cannot batchify an empty list of samples")
+    single = not isinstance(samples[0], (tuple, list))
+    if single:
+        samples = [(s,) for s in samples]
+    n_fields = {len(s) for s in samples}
+    if len(n_fields) != 1:
+        raise ValueError(f"samples have different numbers of fields: {sorted(n_fields)}")
+    ctx = mx.Context("cpu_shared", 0) if shared_memory else mx.cpu()
+    fields = tuple(
+        _stack_field([s[k] for s in samples], k, pad_value, ctx) for k in range(n_fields.pop())
+    )
+    return fields[0] if single else fields
+
+
+class SeededRandomSampler(mx.gluon.data.Sampler):
+    """Random permutation of ``range(length)``, a new one each epoch, reproducible from a seed.
+
+    Parameters
+    ----------
+    length : int
+        Number of samples.
+    seed : int, np.random.Generator or None
+        Seed of the permutation stream; None draws fresh entropy.
+    """
+
+    def __init__(self, length: int, seed: int | np.random.Generator | None = None):
+        self._length = int(length)
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def __iter__(self):
+        return iter(self._rng.permutation(self._length).tolist())
+
+    def __len__(self) -> int:
+        return self._length
+
+
+class _WorkerSeededDataset(mx.gluon.data.Dataset):
+    """Reseeds the global RNGs once in each worker process before its first sample.
+
+    Forked workers inherit the parent's random state, so without this every worker would draw the same
+    "random" augmentations. The seed of worker ``w`` is derived from ``(seed, w)``.
+    """
+
+    def __init__(self, dataset, seed: int, worker_init_fn: Callable | None):
+        self._dataset = dataset
+        self._seed = seed
+        self._worker_init_fn = worker_init_fn
+        self._seeded_in = None
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, idx):
+        proc = multiprocessing.current_process()
+        if self._seeded_in != proc.name:
+            self._seeded_in = proc.name
+            worker = proc._identity[0] if proc._identity else 0
+            state = np.random.SeedSequence([self._seed, worker]).generate_state(2)
+            np.random.seed(int(state[0]))
+            random.seed(int(state[1]))
+            mx.random.seed(int(state[0] % (2**31)))
+            if self._worker_init_fn is not None:
+                self._worker_init_fn(worker)
+        return self._dataset[idx]
+
+
+def make_loader(
+    dataset,
+    batch_size: int,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    last_batch: str = "keep",
+    seed: int | None = None,
+    batchify_fn: Callable | None = None,
+    worker_init_fn: Callable | None = None,
+    prefetch: int | None = None,
+    timeout: int = 120,
+) -> mx.gluon.data.DataLoader:
+    """A DataLoader over a detection dataset, with worker processes.
+
+    Parameters
+    ----------
+    dataset : mx.gluon.data.Dataset
+        Any dataset yielding tuples, e.g. a detection dataset or ``dataset.transform(fn)`` of one.
+    batch_size : int
+        Samples per batch.
+    shuffle : bool
+        Visit samples in a new random order each epoch (seeded by ``seed``).
+    num_workers : int
+        Worker processes (``thread_pool=False``); 0 loads in the calling process.
+    last_batch : {'keep', 'discard', 'rollover'}
+        The final partial batch: kept (use for evaluation: every image is scored), dropped, or carried
+        into the next epoch (GluonCV's evaluation uses 'rollover' and so never scores the last images).
+    seed : int, optional
+        Seeds the shuffle and the workers' global RNGs (numpy, random, mxnet; worker ``w`` gets a seed
+        derived from ``(seed, w)``). None draws fresh entropy.
+    batchify_fn : callable, optional
+        Default :func:`batchify_detection` (in shared memory when ``num_workers > 0``).
+    worker_init_fn : callable, optional
+        ``worker_init_fn(worker_index)`` runs once in each worker process before its first sample,
+        e.g. to give a transform its own ``np.random.Generator``.
+    prefetch : int, optional
+        Batches in flight; default ``2 * num_workers``.
+    timeout : int
+        Seconds to wait for a worker's batch.
+
+    Returns
+    -------
+    mx.gluon.data.DataLoader
+        Yields what ``batchify_fn`` returns, e.g. ``(images (B, ...), labels (B, M, 6))``.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if last_batch not in _LAST_BATCH:
+        raise ValueError(f"last_batch must be one of {_LAST_BATCH}, got {last_batch!r}")
+    if int(num_workers) < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty; check its split files and folders")
+    seed_seq = np.random.SeedSequence(seed)
+    shuffle_seed, worker_seed = seed_seq.spawn(2)
+    if shuffle:
+        sampler = SeededRandomSampler(len(dataset), np.random.default_rng(shuffle_seed))
+    else:
+        sampler = mx.gluon.data.SequentialSampler(len(dataset))
+    batch_sampler = mx.gluon.data.BatchSampler(sampler, int(batch_size), last_batch)
+    if batchify_fn is None:
+        batchify_fn = functools.partial(batchify_detection, shared_memory=num_workers > 0)
+    if num_workers > 0:
+        dataset = _WorkerSeededDataset(dataset, int(worker_seed.generate_state(1)[0]), worker_init_fn)
+    return mx.gluon.data.DataLoader(
+        dataset, batch_sampler=batch_sampler, batchify_fn=batchify_fn, num_workers=int(num_workers),
+        thread_pool=False, prefetch=prefetch, timeout=timeout,
+    )
