@@ -112,16 +112,17 @@ def check_fit(net, loaded: dict, path, allow_missing=False, ignore_extra=False):
     extra = [k for k in loaded if k not in params]
     wrong = [(k, tuple(loaded[k].shape), tuple(p.shape)) for k, p in params.items()
              if k in loaded and tuple(loaded[k].shape) != tuple(p.shape)]
+    def first(items):
+        more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+        return ", ".join(items[:5]) + more
+
     problems = []
     if wrong:
-        problems.append("shape mismatch (file vs model): " + "; ".join(
-            f"{k}: {f} vs {m}" for k, f, m in wrong[:5]) + (f" (+{len(wrong) - 5} more)" if len(wrong) > 5 else ""))
+        problems.append("shape mismatch (file vs model): " + first([f"{k}: {f} vs {m}" for k, f, m in wrong]))
     if missing and not allow_missing:
-        problems.append(f"missing in file: {', '.join(missing[:5])}" + (
-            f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+        problems.append(f"missing in file: {first(missing)}")
     if extra and not ignore_extra:
-        problems.append(f"not in model: {', '.join(extra[:5])}" + (
-            f" (+{len(extra) - 5} more)" if len(extra) > 5 else ""))
+        problems.append(f"not in model: {first(extra)}")
     if not problems:
         return
     hint = ""
