@@ -198,6 +198,7 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
         if classes is not None and tuple(classes) != net.classes:
             net.reset_class(classes, reuse_weights=[c for c in classes if c in net.classes])
         return net
+    params.infer_shapes(net)  # no deferred initialization: the returned net can be saved right away
     if pretrained_base:
         path = (model_store.get_model_file(spec.base_store_name, root=root) if pretrained_base is True
                 else os.fspath(pretrained_base))

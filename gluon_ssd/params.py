@@ -88,7 +88,7 @@ def to_structural(net, loaded: dict, path) -> dict:
     return out
 
 
-def _infer_shapes(net):
+def infer_shapes(net):
     """Make every deferred parameter shape known, from a zero input at the model's base size."""
     if any(0 in (p.shape or (0,)) for p in net.collect_params().values()):
         size = getattr(getattr(net, "spec", None), "base_size", 300)
@@ -143,7 +143,7 @@ def load_ssd_parameters(net, path, ctx=None, allow_missing=False, ignore_extra=F
     ctx = ctx or [mx.cpu()]
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     loaded = to_structural(net, read_param_file(path), path)
-    _infer_shapes(net)
+    infer_shapes(net)
     check_fit(net, loaded, path, allow_missing, ignore_extra)
     params = net._collect_params_with_prefix()
     for key, value in loaded.items():
@@ -195,10 +195,16 @@ def load_backbone_parameters(net, path, ctx=None):
 
 
 def initialize_missing(net, ctx):
-    """Initialize the parameters that hold no data yet (default initializers, per parameter)."""
+    """Initialize the parameters that hold no data yet.
+
+    Convolution weights without an initializer of their own get He-style Xavier (gaussian, fan-out,
+    magnitude 2: what GluonCV gives the SSD's extra layers); everything else its own or mxnet's default.
+    """
+    conv_init = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
     for param in net.collect_params().values():
         if param._data is None and not param._deferred_init:
-            param.initialize(ctx=ctx)
+            init = conv_init if param.init is None and param.name.endswith("_weight") else None
+            param.initialize(init=init, ctx=ctx)
 
 
 def param_arrays(net) -> dict[str, np.ndarray]:

@@ -1,0 +1,416 @@
+"""The SSD training loop: data-parallel over devices, optionally over machines (kvstore or horovod).
+
+What makes a run exact and resumable:
+- every random choice of an epoch derives from (seed, epoch, sample index): the shuffle, each image's
+  augmentation, mxnet's own RNG (reseeded per epoch), whichever worker process decodes the image;
+- the learning rate is a pure function of the fractional epoch;
+- checkpoints carry parameters, optimizer state, the position (epoch, batch) and the best metric.
+Targets are computed for the whole batch on the training device (not in the data workers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..data.batchify import batchify_detection
+from . import checkpoint as ckpt
+from .schedule import learning_rate
+
+log = logging.getLogger(__name__)
+
+NUM_POS_KEY = 1 << 30  # kvstore key for the global positive count (far above the Trainer's param keys)
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot go on; the message says why and what is kept."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run depends on (the CLI flags of train_ssd.py, GluonCV's names and defaults)."""
+
+    network: str = "vgg16_atrous"
+    data_shape: int = 300
+    batch_size: int = 32
+    dataset: str = "voc"
+    dataset_root: str = "~/.mxnet/datasets/"
+    num_workers: int = 4
+    gpus: str = "0"
+    cpu_contexts: int = 0
+    epochs: int = 240
+    resume: str = ""
+    start_epoch: int = 0
+    lr: float = 0.001
+    lr_decay: float = 0.1
+    lr_decay_epoch: str = "160,200"
+    lr_mode: str = "step"
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    wd: float = 0.0005
+    log_interval: int = 100
+    save_prefix: str = ""
+    save_interval: int = 10
+    val_interval: int = 1
+    seed: int = 233
+    syncbn: bool = False
+    amp: bool = False
+    horovod: bool = False
+    kvstore: str = "device"
+    pretrained_base: str = "True"
+    transfer: str = ""
+    classes_file: str = "classes.txt"
+    synthetic_train: int = 1000
+    synthetic_val: int = 200
+    synthetic_seed: int = 0
+    max_iterations: int = 0
+    checkpoint_interval: int = 0
+    val_batch_size: int = 0
+    progress: bool = True
+    model_name: str = ""  # filled in by prepare()
+
+
+class EpochBatchSampler:
+    """Batches of (epoch, index) keys: a seeded shuffle per epoch, this worker's share of each global batch.
+
+    The global batch b of epoch e is ``permutation(seed, e)[b*B:(b+1)*B]``; worker ``rank`` of ``parts``
+    takes its contiguous slice, so all workers together see exactly what one process would.
+    """
+
+    def __init__(self, length, global_batch, seed, rank=0, parts=1, shuffle=True):
+        self.length, self.global_batch, self.seed = length, global_batch, seed
+        self.rank, self.parts, self.shuffle = rank, parts, shuffle
+        self.epoch, self.start_batch = 0, 0
+
+    def __len__(self):
+        return self.length // self.global_batch - self.start_batch
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        else:
+            order = np.arange(self.length)
+        local = self.global_batch // self.parts
+        for b in range(self.start_batch, self.length // self.global_batch):
+            chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
+            yield [(self.epoch, int(i)) for i in chunk[self.rank * local:(self.rank + 1) * local]]
+
+
+class SeededAugmentation(gluon.data.Dataset):
+    """dataset[(epoch, i)] -> the i-th item augmented with an RNG seeded by (seed, epoch, i)."""
+
+    def __init__(self, dataset, transform, seed):
+        self._dataset, self._transform, self._seed = dataset, transform, seed
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, key):
+        epoch, idx = key
+        img, label = self._dataset[idx]
+        rng = np.random.default_rng([self._seed, epoch, idx])
+        return self._transform(img, label, rng=rng)
+
+
+def _contexts(cfg: TrainConfig):
+    gpus = [g for g in str(cfg.gpus).split(",") if g.strip() != ""]
+    if gpus and cfg.cpu_contexts:
+        raise TrainingError("--cpu-contexts needs an empty --gpus ('--gpus \"\"')")
+    if gpus:
+        if mx.context.num_gpus() == 0:
+            raise TrainingError(f"--gpus {cfg.gpus} asked for GPUs but this mxnet build sees none; use --gpus '' "
+                                "(CPU) or install the mxnet-cu112 build on a CUDA 11.2 host")
+        return [mx.gpu(int(g)) for g in gpus]
+    return [mx.cpu(i) for i in range(max(cfg.cpu_contexts, 1))]
+
+
+def _split(batch, ctx_list):
+    return gluon.utils.split_and_load(batch, ctx_list, batch_axis=0, even_split=True)
+
+
+class Trainer:
+    """One training run (see :func:`train`)."""
+
+    def __init__(self, cfg: TrainConfig, net, train_data, val_data, classes, eval_fn):
+        self.cfg, self.net, self.classes = cfg, net, classes
+        self.train_data, self.val_data, self.eval_fn = train_data, val_data, eval_fn
+        self.ctx = _contexts(cfg)
+        self.rank, self.parts = 0, 1
+        self.kv = None
+        self.hvd = None
+        self.decay_epochs = tuple(int(e) for e in str(cfg.lr_decay_epoch).split(",") if e.strip())
+        self._setup_distribution()
+        self.prefix = cfg.save_prefix + cfg.model_name
+        self.is_main = self.rank == 0
+        self.best_map = -math.inf
+        self.epoch, self.batch_in_epoch, self.iteration = cfg.start_epoch, 0, 0
+        self.history: list[dict] = []
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _setup_distribution(self):
+        cfg = self.cfg
+        if cfg.horovod:
+            try:
+                import horovod.mxnet as hvd
+            except ImportError:
+                raise TrainingError("--horovod needs horovod built with MXNet support; see README "
+                                    "('Distributed training') for the build command") from None
+            hvd.init()
+            self.hvd = hvd
+            self.rank, self.parts = hvd.rank(), hvd.size()
+            if mx.context.num_gpus():
+                self.ctx = [mx.gpu(hvd.local_rank())]
+        elif "dist" in cfg.kvstore:
+            self.kv = mx.kv.create(cfg.kvstore)
+            self.rank, self.parts = self.kv.rank, self.kv.num_workers
+            self.kv.init(NUM_POS_KEY, mx.nd.zeros((1,)))
+        if cfg.batch_size % (self.parts * len(self.ctx)):
+            raise TrainingError(f"--batch-size {cfg.batch_size} is the global batch; it must divide evenly over "
+                                f"{self.parts} worker(s) x {len(self.ctx)} device(s)")
+
+    def _make_trainer(self):
+        cfg = self.cfg
+        params = self.net.collect_params()
+        opt = {"learning_rate": cfg.lr, "wd": cfg.wd, "momentum": cfg.momentum}
+        if self.hvd is not None:
+            self.hvd.broadcast_parameters(params, root_rank=0)
+            return self.hvd.DistributedTrainer(params, "sgd", opt)
+        kvstore = self.kv if self.kv is not None else cfg.kvstore
+        # Workers apply the summed gradients themselves, so every worker holds the same weights.
+        update_on_kv = False if (self.kv is not None or cfg.amp) else None
+        return gluon.Trainer(params, "sgd", opt, kvstore=kvstore, update_on_kvstore=update_on_kv)
+
+    def _loader(self, sampler):
+        return gluon.data.DataLoader(self.train_data, batch_sampler=sampler, batchify_fn=batchify_detection,
+                                     num_workers=self.cfg.num_workers, thread_pool=False)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _meta(self):
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "iteration": self.iteration,
+                "best_map": self.best_map if math.isfinite(self.best_map) else None,
+                "model_name": self.cfg.model_name, "classes": list(self.classes),
+                "config": dataclasses.asdict(self.cfg), "history": self.history}
+
+    def save_checkpoint(self):
+        # Every worker writes one (identical weights; atomic rename makes a shared path safe), so any rank
+        # can resume and a test can compare the workers.
+        ckpt.save_checkpoint(self.prefix + "_last.ckpt", self.net, self.trainer, self._meta())
+
+    def resume(self, path):
+        state = ckpt.load_checkpoint(path)
+        meta = state.meta
+        if meta["model_name"] != self.cfg.model_name or tuple(meta["classes"]) != tuple(self.classes):
+            raise TrainingError(f"--resume {path} is a checkpoint of {meta['model_name']} with "
+                                f"{len(meta['classes'])} classes, this run trains {self.cfg.model_name} with "
+                                f"{len(self.classes)}: pass the matching --network/--data-shape/--dataset")
+        params = self.net._collect_params_with_prefix()
+        for key, value in state.params.items():
+            params[key]._load_init(value, self.ctx)
+        ckpt.restore_trainer(self.trainer, state.trainer_states)
+        ckpt.restore_rng_states(meta.get("rng"))
+        self.epoch, self.batch_in_epoch = meta["epoch"], meta["batch_in_epoch"]
+        self.iteration = meta["iteration"]
+        self.best_map = meta["best_map"] if meta["best_map"] is not None else -math.inf
+        self.history = meta.get("history", [])
+        log.info("resumed from %s at epoch %d, batch %d (iteration %d)", path, self.epoch,
+                 self.batch_in_epoch, self.iteration)
+
+    def _save_gluoncv_files(self, epoch, current_map):
+        if not self.is_main:
+            return
+        if current_map > self.best_map:
+            self.best_map = current_map
+            self.net.save_parameters(f"{self.prefix}_best.params")
+            with open(self.prefix + "_best_map.log", "a") as f:
+                f.write(f"{epoch:04d}:\t{current_map:.4f}\n")
+        if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
+            self.net.save_parameters(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _global_num_pos(self, local):
+        if self.kv is not None:
+            value = mx.nd.array([local])
+            self.kv.push(NUM_POS_KEY, value)
+            self.kv.pull(NUM_POS_KEY, out=value)
+            return float(value.asscalar())
+        if self.hvd is not None:
+            return float(self.hvd.allreduce(mx.nd.array([local]), average=False, name="num_pos").asscalar())
+        return float(local)
+
+    def step(self, images, labels):
+        from .loss import SSDMultiBoxLoss
+        from .target import batch_targets
+
+        if not hasattr(self, "_loss"):
+            self._loss = SSDMultiBoxLoss()
+        data, label_parts = _split(images, self.ctx), _split(labels, self.ctx)
+        cls_t, box_t = [], []
+        for lab, anchors in zip(label_parts, self.anchors):
+            c, b = batch_targets(anchors, lab)
+            cls_t.append(c)
+            box_t.append(b)
+        local_pos = sum(float((c > 0).sum().asscalar()) for c in cls_t)
+        num_pos = self._global_num_pos(local_pos)
+        with autograd.record():
+            cls_p, box_p = [], []
+            for x in data:
+                c, b, _ = self.net(x)
+                cls_p.append(c)
+                box_p.append(b)
+            total, cls_loss, box_loss = self._loss(cls_p, box_p, cls_t, box_t, num_pos)
+            if self.cfg.amp:
+                from mxnet.contrib import amp
+
+                with amp.scale_loss(total, self.trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward(total)
+        # Losses are already normalized by the positives of the whole (global) batch: step(1).
+        self.trainer.step(1.0 / self.parts if self.hvd is not None else 1)
+        values = [sum(float(v.sum().asscalar()) for v in part) for part in (total, cls_loss, box_loss)]
+        return values, images.shape[0]
+
+    # -- the run ----------------------------------------------------------------------------------
+    def fit(self):
+        cfg = self.cfg
+        self.trainer = self._make_trainer()
+        if cfg.amp:
+            from mxnet.contrib import amp
+
+            amp.init_trainer(self.trainer)
+        with autograd.train_mode():
+            # Like GluonCV, anchors come from a training-mode forward on zeros. It moves BatchNorm running
+            # statistics, so it runs before a resume restores them.
+            zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape), ctx=self.ctx[0])
+            anchors = self.net(zeros)[2]
+        self.anchors = [anchors.as_in_context(c) for c in self.ctx]
+        if cfg.resume:
+            self.resume(cfg.resume)
+        # Not static_alloc: with it, BatchNorm running statistics read back a step late (checkpoints and
+        # resumes would disagree with an uninterrupted run).
+        self.net.hybridize()
+        sampler = EpochBatchSampler(len(self.train_data), cfg.batch_size, cfg.seed, self.rank, self.parts)
+        if len(self.train_data) < cfg.batch_size:
+            raise TrainingError(f"the training set has {len(self.train_data)} images, fewer than one batch "
+                                f"({cfg.batch_size}): lower --batch-size")
+        loader = self._loader(sampler)
+        iters_per_epoch = len(self.train_data) // cfg.batch_size
+        self.trainer.set_learning_rate(self._lr(self.epoch, self.batch_in_epoch, iters_per_epoch))
+        log.info("training %s on %s: %d images, %d iterations per epoch, global batch %d over %d worker(s) x "
+                 "%d device(s)", cfg.model_name, cfg.dataset, len(self.train_data), iters_per_epoch,
+                 cfg.batch_size, self.parts, len(self.ctx))
+        stop = False
+        while self.epoch < cfg.epochs and not stop:
+            stop = self._run_epoch(loader, sampler, iters_per_epoch)
+        return self.history
+
+    def _lr(self, epoch, batch, iters_per_epoch):
+        cfg = self.cfg
+        return learning_rate(epoch + batch / max(iters_per_epoch, 1), cfg.lr, cfg.lr_mode, cfg.lr_decay,
+                             self.decay_epochs, cfg.warmup_epochs, cfg.epochs)
+
+    def _run_epoch(self, loader, sampler, iters_per_epoch):
+        from tqdm import tqdm
+
+        cfg, epoch = self.cfg, self.epoch
+        sampler.epoch, sampler.start_batch = epoch, self.batch_in_epoch
+        mx.random.seed(cfg.seed + epoch)
+        sums = np.zeros(3)
+        seen = 0
+        tic = btic = time.time()
+        bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}", leave=False,
+                   disable=not (cfg.progress and self.is_main))
+        stopped = False
+        for images, labels in bar:
+            lr = self._lr(epoch, self.batch_in_epoch, iters_per_epoch)
+            self.trainer.set_learning_rate(lr)
+            (loss, cls_loss, box_loss), n = self.step(images, labels)
+            if not all(math.isfinite(v) for v in (loss, cls_loss, box_loss)):
+                kept = self.prefix + "_last.ckpt"
+                raise TrainingError(
+                    f"the loss became {loss} (CrossEntropy={cls_loss}, SmoothL1={box_loss}) at epoch {epoch}, "
+                    f"iteration {self.batch_in_epoch} (global {self.iteration}); the last good checkpoint is "
+                    f"{kept if os.path.exists(kept) else 'none yet'}. Lower --lr or add --warmup-epochs.")
+            sums += (loss, cls_loss, box_loss)
+            seen += n
+            self.batch_in_epoch += 1
+            self.iteration += 1
+            bar.set_postfix(ce=f"{cls_loss / n:.3f}", l1=f"{box_loss / n:.3f}", lr=f"{lr:.2e}")
+            if cfg.log_interval and self.batch_in_epoch % cfg.log_interval == 0:
+                speed = cfg.log_interval * cfg.batch_size / max(time.time() - btic, 1e-9)
+                log.info("[Epoch %d][Batch %d], Speed: %.3f samples/sec, CrossEntropy=%.3f, SmoothL1=%.3f",
+                         epoch, self.batch_in_epoch - 1, speed, sums[1] / seen, sums[2] / seen)
+                btic = time.time()
+            self._record({"kind": "iteration", "epoch": epoch, "batch": self.batch_in_epoch - 1,
+                          "iteration": self.iteration, "lr": lr, "loss": loss / n, "cls_loss": cls_loss / n,
+                          "box_loss": box_loss / n})
+            if cfg.checkpoint_interval and self.iteration % cfg.checkpoint_interval == 0:
+                self.save_checkpoint()
+            if cfg.max_iterations and self.iteration >= cfg.max_iterations:
+                stopped = True
+                break
+        bar.close()
+        seconds = time.time() - tic
+        seen = max(seen, 1)
+        entry = {"kind": "epoch", "epoch": epoch, "iteration": self.iteration, "lr": self._lr(epoch, 0, 1),
+                 "loss": sums[0] / seen, "cls_loss": sums[1] / seen, "box_loss": sums[2] / seen,
+                 "seconds": seconds, "samples_per_sec": seen * self.parts / max(seconds, 1e-9)}
+        log.info("[Epoch %d] Training cost: %.3f, CrossEntropy=%.3f, SmoothL1=%.3f", epoch, seconds,
+                 entry["cls_loss"], entry["box_loss"])
+        if stopped and self.batch_in_epoch < iters_per_epoch:
+            self.save_checkpoint()
+            return True
+        self.epoch, self.batch_in_epoch = epoch + 1, 0
+        if self.val_data is not None and cfg.val_interval and (epoch + 1) % cfg.val_interval == 0:
+            if self.is_main:
+                result = self.eval_fn(self.net, self.val_data)
+                entry["map"] = float(result.map)
+                log.info("[Epoch %d] Validation: \n%s", epoch, "\n".join(
+                    f"{n}={v:.4f}" for n, v in zip(result.names, result.values)))
+                self._save_gluoncv_files(epoch, float(result.map))
+        self.history.append(entry)
+        self._record(entry)
+        self.save_checkpoint()
+        if self.is_main:
+            plot_curves(self.history, self.prefix + "_curves.png")
+        return stopped
+
+    def _record(self, entry):
+        if self.is_main:
+            with open(self.prefix + "_metrics.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+
+def plot_curves(history, path):
+    """Training curves (loss terms, lr, validation mAP per epoch) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, label in (("loss", "total"), ("cls_loss", "CrossEntropy"), ("box_loss", "SmoothL1")):
+        axes[0].plot(epochs, [h[key] for h in history], marker="o", label=label)
+    axes[0].set(title="training loss (per image)", xlabel="epoch")
+    axes[0].legend()
+    axes[1].plot(epochs, [h["lr"] for h in history], marker="o")
+    axes[1].set(title="learning rate", xlabel="epoch")
+    maps = [(h["epoch"], h["map"]) for h in history if "map" in h]
+    if maps:
+        axes[2].plot(*zip(*maps), marker="o", color="tab:green")
+    axes[2].set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)

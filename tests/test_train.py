@@ -1,0 +1,220 @@
+"""train_ssd.py and the training loop: multi-device equality, resume after SIGKILL, atomic checkpoints,
+NaN handling, bad arguments, GluonCV's output files."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_ssd.train import checkpoint as ckpt
+from gluon_ssd.train.fit import TrainConfig, Trainer
+from gluon_ssd.train.schedule import learning_rate
+from tests.conftest import ROOT
+
+TRAIN = str(ROOT / "train_ssd.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """A small synthetic VOC-format dataset (12 train, 4 val images)."""
+    from gluon_ssd.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(str(root), 12, 4, seed=1, min_size=160, max_size=240, progress=False)
+    return str(root)
+
+
+def _run(args, timeout=300, **kwargs):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=kwargs.get("cwd"))
+
+
+def _common(dataset, prefix, *extra):
+    return ["--dataset", "custom", "--dataset-root", dataset, "--gpus", "", "--pretrained-base", "False",
+            "--save-prefix", prefix, "-j", "0", "--no-progress", "--log-interval", "1", *extra]
+
+
+# -- schedule, hand-worked ----------------------------------------------------------------------------
+def test_learning_rate_schedules():
+    assert learning_rate(0, 0.1, "step", 0.1, (2, 4)) == 0.1
+    assert learning_rate(2.0, 0.1, "step", 0.1, (2, 4)) == pytest.approx(0.01)
+    assert learning_rate(4.5, 0.1, "step", 0.1, (2, 4)) == pytest.approx(0.001)
+    assert learning_rate(0.5, 0.1, "step", warmup_epochs=1) == pytest.approx(0.05)
+    assert learning_rate(6, 0.1, "cosine", warmup_epochs=2, total_epochs=10) == pytest.approx(0.05)
+    assert learning_rate(10, 0.1, "cosine", total_epochs=10) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="poly"):
+        learning_rate(1, 0.1, "poly")
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+_WRITER = """
+import sys, mxnet as mx
+from gluon_ssd import get_model
+from gluon_ssd.train import checkpoint as ckpt
+net = get_model('ssd_300_mobilenet0.25_voc', pretrained_base=False)
+trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+i = 0
+print('ready', flush=True)
+while True:
+    ckpt.save_checkpoint(sys.argv[1], net, trainer, {'epoch': i, 'batch_in_epoch': 0})
+    i += 1
+"""
+
+
+def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
+    path = tmp_path / "run_last.ckpt"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=str(ROOT))
+    assert proc.stdout.readline().strip() == "ready"
+    rng = np.random.default_rng(0)
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the writer died before writing"
+    time.sleep(float(rng.uniform(0.2, 0.6)))  # lands at a random point of some write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = ckpt.load_checkpoint(path)  # complete and readable
+    assert state.meta["epoch"] >= 0 and "features.mobilenet0_conv0_weight" in state.params
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    assert len(leftovers) <= 1  # at most the half-written temp file of the killed write, never the target
+
+
+def test_damaged_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "x.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a readable gluon_ssd checkpoint"):
+        ckpt.load_checkpoint(bad)
+
+
+# -- bad arguments -------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--network", "vgg99"], "unknown --network 'vgg99'"),
+    (["--dataset", "voc", "--dataset-root", "/nonexistent/voc"], "no VOC dataset under --dataset-root"),
+    (["--dataset", "custom", "--dataset-root", "/nonexistent/custom"], "does not exist"),
+    (["--cpu-contexts", "3", "--batch-size", "4"], "does not divide evenly over 3 devices"),
+    (["--amp"], "--amp"),
+])
+def test_bad_arguments_fail_before_work(tiny_dataset, tmp_path, args, message):
+    base = ["--network", "mobilenet0.25", "--data-shape", "300", "--dataset", "custom", "--dataset-root",
+            tiny_dataset, "--gpus", "", "--pretrained-base", "False", "--save-prefix", str(tmp_path) + "/"]
+    start = time.time()
+    result = _run(base + args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.time() - start < 60
+
+
+# -- the loop itself -----------------------------------------------------------------------------
+def _trainer(dataset, tmp_path, **overrides):
+    from gluon_ssd.data.transforms import SSDDefaultTrainTransform
+    from gluon_ssd.train.fit import SeededAugmentation
+    from gluon_ssd.train.run import prepare
+
+    cfg = TrainConfig(network="vgg16_atrous", data_shape=300, batch_size=2, dataset="custom",
+                      dataset_root=dataset, num_workers=0, gpus="", epochs=1, lr=0.001, wd=0.0005,
+                      pretrained_base="False", save_prefix=str(tmp_path) + "/", progress=False, log_interval=0,
+                      val_interval=0, seed=5, **overrides)
+    net, train_ds, _, classes, _, _ = prepare(cfg)
+    data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
+    return Trainer(cfg, net, data, None, classes, None), net
+
+
+@pytest.mark.slow
+def test_two_cpu_contexts_equal_one_on_a_bn_free_network(tiny_dataset, tmp_path):
+    """VGG16-atrous has no BatchNorm: splitting a batch over devices must not change the update."""
+    one, net_one = _trainer(tiny_dataset, tmp_path / "one", max_iterations=2)
+    two, net_two = _trainer(tiny_dataset, tmp_path / "two", max_iterations=2, cpu_contexts=2)
+    one.fit()
+    two.fit()
+    a = {k: p.data().asnumpy() for k, p in net_one._collect_params_with_prefix().items()}
+    b = {k: p.list_data()[1].asnumpy() for k, p in net_two._collect_params_with_prefix().items()}
+    assert all(np.isfinite(v).all() for v in a.values())
+    initial = _trainer(tiny_dataset, tmp_path / "init")[1]
+    changed = [k for k, p in initial._collect_params_with_prefix().items()
+               if not np.array_equal(p.data().asnumpy(), a[k])]
+    assert len(changed) > 10, "the steps did not move the weights: the comparison would prove nothing"
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_loss_falls_on_two_cpu_contexts(tiny_dataset, tmp_path):
+    prefix = str(tmp_path) + "/"
+    result = _run(_common(tiny_dataset, prefix, "--network", "mobilenet0.25", "--data-shape", "300",
+                          "--cpu-contexts", "2", "--batch-size", "4", "--epochs", "6", "--lr", "0.01",
+                          "--val-interval", "3", "--save-interval", "3"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = "ssd_300_mobilenet0.25_custom"
+    epochs = [json.loads(line) for line in open(prefix + name + "_metrics.jsonl") if '"epoch"' in line]
+    losses = [e["loss"] for e in epochs if e["kind"] == "epoch"]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+    # GluonCV's files, plus ours
+    files = set(os.listdir(tmp_path))
+    assert {name + "_best.params", name + "_train.log", name + "_best_map.log", name + "_last.ckpt",
+            name + "_curves.png", name + "_metrics.jsonl"} <= files
+    assert any(f.startswith(name + "_0002_") and f.endswith(".params") for f in files)
+    log_text = open(prefix + name + "_train.log").read()
+    assert "[Epoch 0] Training cost:" in log_text and "[Epoch 2] Validation:" in log_text
+    assert "mAP=" in log_text
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
+    common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "3",
+              "--lr", "0.01", "--val-interval", "0", "--seed", "11"]
+    full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
+    name = "ssd_300_mobilenet0.25_custom"
+    assert _run(_common(tiny_dataset, full, *common)).returncode == 0
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, TRAIN, *_common(tiny_dataset, killed, *common)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    metrics = killed + name + "_metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if os.path.exists(metrics) and any(json.loads(line).get("epoch") == 1 and json.loads(line)["kind"] ==
+                                           "iteration" for line in open(metrics)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # in the middle of epoch 1 (the second epoch)
+    proc.wait()
+    ckpt_path = killed + name + "_last.ckpt"
+    assert ckpt.load_checkpoint(ckpt_path).meta["epoch"] == 1
+    resumed = _run(_common(tiny_dataset, killed, *common, "--resume", ckpt_path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = ckpt.load_checkpoint(full + name + "_last.ckpt")
+    b = ckpt.load_checkpoint(ckpt_path)
+    assert a.meta["epoch"] == b.meta["epoch"] == 3
+    for key, value in a.params.items():
+        np.testing.assert_allclose(b.params[key].asnumpy(), value.asnumpy(), rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_resume_of_another_model_is_refused(tiny_dataset, tmp_path):
+    from gluon_ssd import get_model
+
+    net = get_model("ssd_300_mobilenet0.25_voc", pretrained_base=False)
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    path = tmp_path / "other_last.ckpt"
+    meta = {"epoch": 1, "batch_in_epoch": 0, "iteration": 3, "best_map": None,
+            "model_name": "ssd_300_mobilenet0.25_voc", "classes": ["a"] * 20}
+    ckpt.save_checkpoint(path, net, trainer, meta)
+    result = _run(_common(tiny_dataset, str(tmp_path) + "/", "--network", "mobilenet0.25", "--data-shape",
+                          "300", "--batch-size", "4", "--resume", str(path)))
+    assert result.returncode == 2
+    assert "ssd_300_mobilenet0.25_voc" in result.stderr and "ssd_300_mobilenet0.25_custom" in result.stderr
+
+
+def test_nan_loss_stops_with_epoch_and_iteration(tiny_dataset, tmp_path):
+    prefix = str(tmp_path) + "/"
+    result = _run(_common(tiny_dataset, prefix, "--network", "mobilenet0.25", "--data-shape", "300",
+                          "--batch-size", "4", "--epochs", "5", "--lr", "1e12", "--val-interval", "0",
+                          "--momentum", "0.99"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the loss became" in result.stderr and "at epoch" in result.stderr and "iteration" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,81 @@
+"""MXNet's distributed kvstore on 127.0.0.1: 1 scheduler + 1 server + 2 workers."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gluon_ssd.train import checkpoint as ckpt
+from tests.conftest import ROOT
+
+TRAIN = str(ROOT / "train_ssd.py")
+NAME = "ssd_300_vgg16_atrous_custom"  # no BatchNorm: splitting the batch must not change the update
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from gluon_ssd.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_dist")
+    write_synthetic_dataset(str(root), 4, 0, seed=2, min_size=160, max_size=240, progress=False)
+    return str(root)
+
+
+def _args(dataset, prefix, *extra):
+    return [TRAIN, "--network", "vgg16_atrous", "--data-shape", "300", "--dataset", "custom", "--dataset-root",
+            dataset, "--gpus", "", "--pretrained-base", "False", "--save-prefix", prefix, "-j", "0",
+            "--no-progress", "--batch-size", "2", "--epochs", "1", "--max-iterations", "2", "--lr", "0.001",
+            "--val-interval", "0", "--seed", "3", *extra]
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_equal_one_process(tiny_dataset, tmp_path):
+    env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(_free_port()),
+               DMLC_NUM_SERVER="1", DMLC_NUM_WORKER="2", DMLC_NODE_HOST="127.0.0.1", DMLC_INTERFACE="lo",
+               PYTHONUNBUFFERED="1")
+    procs = []
+    try:
+        for role in ("scheduler", "server"):
+            procs.append(subprocess.Popen([sys.executable, "-c", "import mxnet"], env=dict(env, DMLC_ROLE=role),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        workers = [subprocess.Popen([sys.executable, *_args(tiny_dataset, str(tmp_path / f"w{r}") + "/",
+                                                            "--kvstore", "dist_sync")],
+                                    env=dict(env, DMLC_ROLE="worker"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+                   for r in range(2)]
+        outputs = [w.communicate(timeout=420)[0] for w in workers]
+        for w, out in zip(workers, outputs):
+            assert w.returncode == 0, out[-3000:]
+    finally:
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    single = subprocess.run([sys.executable, *_args(tiny_dataset, str(tmp_path / "single") + "/")],
+                            capture_output=True, text=True, timeout=420)
+    assert single.returncode == 0, single.stderr[-3000:]
+    w0, w1, one = (ckpt.load_checkpoint(tmp_path / d / f"{NAME}_last.ckpt") for d in ("w0", "w1", "single"))
+    assert w0.meta["iteration"] == w1.meta["iteration"] == one.meta["iteration"] == 2
+    for key, value in one.params.items():
+        a, b = w0.params[key].asnumpy(), w1.params[key].asnumpy()
+        np.testing.assert_array_equal(a, b, err_msg=f"workers differ at {key}")
+        np.testing.assert_allclose(a, value.asnumpy(), rtol=1e-5, atol=1e-5, err_msg=key)
+    # The same seed builds the same initial weights: the steps must have moved them.
+    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.run import prepare
+
+    cfg = TrainConfig(network="vgg16_atrous", data_shape=300, dataset="custom", dataset_root=tiny_dataset,
+                      gpus="", pretrained_base="False", seed=3, batch_size=2, val_interval=0,
+                      save_prefix=str(tmp_path) + "/i/")
+    initial = prepare(cfg)[0]._collect_params_with_prefix()
+    moved = [k for k in one.params if not np.array_equal(initial[k].data().asnumpy(), one.params[k].asnumpy())]
+    assert len(moved) > 10
