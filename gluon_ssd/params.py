@@ -49,8 +49,9 @@ def read_param_file(path) -> dict:
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:
-        raise ValueError(f"{path} is not an MXNet parameter file (mx.nd.load failed: "
-                         f"{str(err).splitlines()[0]})") from None
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if "Check failed" in ln or "Error" in ln), lines[-1])
+        raise ValueError(f"{path} is not an MXNet parameter file (mx.nd.load failed: {reason})") from None
     if not isinstance(loaded, dict) or not loaded:
         raise ValueError(f"{path} holds no named parameters (an MXNet .params file with names is expected)")
     out = {}
