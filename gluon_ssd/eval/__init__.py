@@ -11,3 +11,7 @@ __all__ = [
     "COCO_STAT_NAMES",
     "COCODetectionMetric",
 ]
+
+from .loop import EvalResult, ImagePredictions, benchmark, evaluate, make_metric  # noqa: E402
+
+__all__ += ["EvalResult", "ImagePredictions", "evaluate", "make_metric", "benchmark"]
