@@ -3,6 +3,7 @@ from .batchify import SeededRandomSampler, batchify_detection, make_loader
 from .coco import COCO_CLASSES, COCODetection, CustomCOCODetection
 from .custom import BadImageError, DetectionDataset, read_image
 from .synthetic import SHAPE_CLASSES, write_synthetic_dataset
+from .transforms import SSDDefaultTrainTransform, SSDDefaultValTransform, load_test, transform_test
 from .voc import VOC_CLASSES, AnnotationError, CustomVOCDetection, UnknownClassError, VOCDetection
 
 __all__ = [
@@ -14,12 +15,16 @@ __all__ = [
     "CustomVOCDetection",
     "DetectionDataset",
     "SHAPE_CLASSES",
+    "SSDDefaultTrainTransform",
+    "SSDDefaultValTransform",
     "SeededRandomSampler",
     "UnknownClassError",
     "VOC_CLASSES",
     "VOCDetection",
     "batchify_detection",
+    "load_test",
     "make_loader",
     "read_image",
+    "transform_test",
     "write_synthetic_dataset",
 ]
