@@ -59,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint-interval", type=int, default=0,
                    help="also checkpoint every N iterations (0: at the end of each epoch only)")
     p.add_argument("--val-batch-size", type=int, default=0)
+    p.add_argument("--max-expand", type=float, default=d.max_expand,
+                   help="largest zoom-out of the augmentation (GluonCV: 4; 1 turns it off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}

@@ -363,6 +363,8 @@ class SSDDefaultTrainTransform:
     iou_thresh : float, matching threshold of the targets.
     box_norm : 4 floats, box target stds.
     seed : int, SeedSequence, Generator or None. See the module docstring for worker processes.
+    max_expand : float, largest zoom-out ratio (GluonCV: 4); 1 turns the zoom-out off, which suits short
+        schedules on objects that are small already.
 
     Notes
     -----
@@ -376,8 +378,9 @@ class SSDDefaultTrainTransform:
     """
 
     def __init__(self, width: int, height: int, anchors=None, mean=MEAN, std=STD, iou_thresh: float = 0.5,
-                 box_norm=(0.1, 0.1, 0.2, 0.2), seed=None):
+                 box_norm=(0.1, 0.1, 0.2, 0.2), seed=None, max_expand: float = 4.0):
         self._width, self._height = int(width), int(height)
+        self._max_expand = float(max_expand)
         if self._width < 1 or self._height < 1:
             raise ValueError(f"width and height must be positive, got {width} x {height}")
         self._mean, self._std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
@@ -407,8 +410,8 @@ class SSDDefaultTrainTransform:
         label = _as_label(label)
         height, width = src.shape[:2]
         color = color_distort_matrix(rng)
-        if rng.uniform() > 0.5:
-            off_x, off_y, canvas_w, canvas_h = random_expand_placement(rng, height, width)
+        if self._max_expand > 1 and rng.uniform() > 0.5:
+            off_x, off_y, canvas_w, canvas_h = random_expand_placement(rng, height, width, self._max_expand)
             boxes = np.array(label, dtype=np.float64)
             boxes[:, (0, 2)] += off_x
             boxes[:, (1, 3)] += off_y

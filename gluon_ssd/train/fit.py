@@ -73,6 +73,7 @@ class TrainConfig:
     max_iterations: int = 0
     checkpoint_interval: int = 0
     val_batch_size: int = 0
+    max_expand: float = 4.0
     progress: bool = True
     model_name: str = ""  # filled in by prepare()
 

@@ -174,7 +174,7 @@ def train(cfg: TrainConfig):
     from .fit import SeededAugmentation
 
     net, train_ds, val_ds, classes, metric, ctx = prepare(cfg)
-    transform = SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape)
+    transform = SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape, max_expand=cfg.max_expand)
     train_data = SeededAugmentation(train_ds, transform, cfg.seed)
     val_bs = cfg.val_batch_size or max(cfg.batch_size // max(len(ctx), 1), 1) * len(ctx)
 
