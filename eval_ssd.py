@@ -127,9 +127,17 @@ def check_args(args):
 
 
 def network_name(args) -> str:
+    """GluonCV's ``ssd_{data-shape}_{network}_{dataset}``; a data shape that is no base size of the network
+    evaluates the nearest base size's architecture at that shape, as train_ssd.py trains it."""
     if args.network.startswith("ssd_"):
         return args.network
-    return "_".join(("ssd", str(args.data_shape), args.network, args.dataset))
+    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.run import resolve_model_name
+
+    try:
+        return resolve_model_name(args.network, args.data_shape, args.dataset)
+    except TrainingError as err:
+        raise UsageError(str(err)) from None
 
 
 def contexts(num_gpus):
@@ -272,7 +280,7 @@ def build_model(args, name, classes, ctx):
     if custom and pretrained is True:
         raise UsageError(f"{name} has no published weights: pass the parameter file written by training "
                          "(--pretrained PATH)")
-    if isinstance(pretrained, str):
+    if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")):  # a .pth is checked on load
         if not os.path.isfile(pretrained):
             raise UsageError(f"parameter file not found: {pretrained}; pass an existing .params file or "
                              "--pretrained True for the published weights")

@@ -202,9 +202,18 @@ def initialize_missing(net, ctx):
     magnitude 2: what GluonCV gives the SSD's extra layers); everything else its own or mxnet's default.
     """
     conv_init = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
+    # mxnet's default initializer would draw the extra layers' BatchNorm statistics (SymbolBlock
+    # parameters without an initializer of their own) from U(-0.07, 0.07): a negative variance gives NaN
+    # at inference until training has moved it. Statistics and affine terms get their neutral values.
+    by_suffix = {"_moving_var": mx.init.One(), "_running_var": mx.init.One(), "_gamma": mx.init.One(),
+                 "_moving_mean": mx.init.Zero(), "_running_mean": mx.init.Zero(), "_beta": mx.init.Zero()}
     for param in net.collect_params().values():
         if param._data is None and not param._deferred_init:
-            init = conv_init if param.init is None and param.name.endswith("_weight") else None
+            init = None
+            if param.init is None:
+                if param.name.endswith("_weight"):
+                    init = conv_init
+                init = next((v for k, v in by_suffix.items() if param.name.endswith(k)), init)
             param.initialize(init=init, ctx=ctx)
 
 

@@ -179,7 +179,14 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     return MXNetDetector(net, ctx)
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
+def load_torch_detector(**kwargs):
+    """The PyTorch twin (``convert/``, needs torch): same arguments as :func:`load_mxnet_detector`."""
+    from convert.backend import load_torch_detector as load
+
+    return load(**kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector, "torch": load_torch_detector}
 
 
 def load_detector(backend: str = "mxnet", **kwargs):

@@ -344,7 +344,7 @@ def test_results_file_with_unknown_ids(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--quantized"], "not supported"),
     (["--calibration"], "not supported"),
-    (["--network", "nonet"], "unknown model 'ssd_300_nonet_voc'"),
+    (["--network", "nonet"], "unknown --network 'nonet'"),
     (["--deploy"], "--model-prefix"),
     (["--deploy", "--model-prefix", "nowhere/model"], "nowhere/model-symbol.json, nowhere/model-0000.params not found"),
     (["--backend", "nope"], "--backend 'nope' is not available; choose from"),
