@@ -1,0 +1,32 @@
+"""PyTorch twins of every gluon_ssd model, with weight conversion both ways, verification and exports.
+
+Front doors:
+
+* :func:`get_torch_model` (name, classes) -> a randomly initialized :class:`SSD` twin of a zoo model.
+* :func:`load_torch_model` (path) -> the twin saved by ``python -m convert`` (torch + numpy only).
+* :func:`convert_gluon_file` (name, params) -> (twin with the file's weights, ignored MXNet values).
+* :func:`write_gluon_file` -> a gluon_ssd/GluonCV ``.params`` from a twin's state dict.
+* :func:`box_nms`, :func:`detect`: MXNet ``contrib.box_nms`` / gluon_ssd post-processing in torch.
+* :func:`export_torchscript`, :func:`export_onnx`; :mod:`convert.inference` for device/dtype helpers.
+
+Importing this package needs only torch and numpy; reading or writing MXNet files needs mxnet.
+"""
+import gluon_ssd._env  # noqa: F401  (thread settings, before mxnet may be imported)
+
+from .export import export_onnx, export_torchscript
+from .inference import fuse_batchnorm, predict, prepare
+from .mapping import (
+                      convert_gluon_file,
+                      gluon_to_torch,
+                      key_map,
+                      load_torch_model,
+                      save_torch_model,
+                      torch_to_gluon,
+                      write_gluon_file,
+)
+from .model import SSD, get_torch_model, to_torchvision
+from .postprocess import box_nms, detect
+
+__all__ = ["SSD", "get_torch_model", "load_torch_model", "save_torch_model", "convert_gluon_file",
+           "write_gluon_file", "gluon_to_torch", "torch_to_gluon", "key_map", "box_nms", "detect",
+           "export_torchscript", "export_onnx", "predict", "prepare", "fuse_batchnorm", "to_torchvision"]

@@ -1,0 +1,59 @@
+"""The PyTorch twin as a detector of :mod:`gluon_ssd.predict` (``--backend torch`` of eval_ssd.py and
+demo_ssd.py): numpy batch in, numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))`` out."""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from .inference import predict, prepare, resolve_device
+from .mapping import convert_gluon_file, load_torch_model
+
+log = logging.getLogger(__name__)
+
+
+class TorchDetector:
+    """A converted SSD on a torch device, optionally under fp16/bf16 autocast."""
+
+    def __init__(self, model, device="cpu", dtype="fp32"):
+        self.device = resolve_device(device)
+        self.model = prepare(model, self.device)
+        self.dtype = dtype
+        self.classes = tuple(model.classes)
+
+    def __call__(self, batch: np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        ids, scores, boxes = predict(self.model, images, self.device, self.dtype)
+        return (ids[..., 0].cpu().numpy(), scores[..., 0].cpu().numpy(), boxes.cpu().numpy())
+
+
+def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, nms_thresh: float = 0.45,
+                        nms_topk: int = 200, post_nms: int = 100, hybridize: bool = True, device="cpu",
+                        dtype="fp32") -> TorchDetector:
+    """Same arguments as :func:`gluon_ssd.predict.load_mxnet_detector`; ``pretrained`` may also be a ``.pth``
+    written by ``python -m convert``. An MXNet file (or the published weights) is converted on the fly."""
+    from gluon_ssd.model_zoo import get_spec
+
+    spec = get_spec(network)
+    classes = tuple(classes) if classes else None
+    if pretrained is False:
+        raise ValueError("--backend torch needs weights: a .params/.pth file or --pretrained True")
+    if spec.dataset != "custom" and classes is not None:
+        raise ValueError("--classes on a VOC/COCO network (a class subset) is supported by --backend mxnet only")
+    if isinstance(pretrained, str) and pretrained.endswith((".pth", ".pt")):
+        model = load_torch_model(pretrained)
+        if model.name and model.name != network:
+            raise ValueError(f"{pretrained} holds {model.name}, not {network}")
+    else:
+        if pretrained is True:
+            from gluon_ssd.model_store import get_model_file
+
+            pretrained = get_model_file(network)
+        if not os.path.isfile(pretrained):
+            raise FileNotFoundError(f"parameter file not found: {pretrained}")
+        model, _ = convert_gluon_file(network, pretrained, classes=classes)
+    model.set_nms(nms_thresh, nms_topk, post_nms)
+    log.info("torch backend: %s on %s (%s)", network, device, dtype)
+    return TorchDetector(model, device, dtype)

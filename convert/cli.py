@@ -1,0 +1,162 @@
+"""python -m convert: gluon_ssd/GluonCV parameters <-> PyTorch twin, verification, exports."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import zipfile
+
+EXAMPLES = """examples:
+  python -m convert --network ssd_512_resnet50_v1_voc --params ssd_512_resnet50_v1_voc.params \\
+      --out ssd_512_resnet50_v1_voc.pth --verify --torchscript r50.pt --onnx r50.onnx
+  python -m convert --network ssd_300_vgg16_atrous_custom --classes cat,dog --params mine.params --out mine.pth
+  python -m convert --reverse --params mine.pth --out mine.params
+"""
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m convert", description=__doc__, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--network", help="zoo model name, e.g. ssd_512_resnet50_v1_voc (with --reverse: "
+                        "default the one saved in the .pth)")
+    parser.add_argument("--params", required=True, help="input: an MXNet .params file (GluonCV, either key "
+                        "format, or gluon_ssd) or a gluon_ssd training checkpoint; with --reverse a .pth written "
+                        "by this tool or a state dict")
+    parser.add_argument("--out", help="output: .pth (default) or, with --reverse, .params")
+    parser.add_argument("--classes", help="comma-separated class names (required for *_custom models; "
+                        "default the dataset's)")
+    parser.add_argument("--reverse", action="store_true", help="PyTorch -> gluon_ssd parameters")
+    parser.add_argument("--verify", action="store_true", help="compare the converted model with gluon_ssd "
+                        "on real photos and print a table of differences (exit 1 on failure)")
+    parser.add_argument("--images", help="comma-separated photos for --verify (default: two photos of the "
+                        "project's shared test data)")
+    parser.add_argument("--torchscript", metavar="OUT.pt", help="also write a scripted TorchScript model")
+    parser.add_argument("--onnx", metavar="OUT.onnx", help="also write an ONNX model (opset 17; needs onnx)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    return parser
+
+
+def _classes(text):
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise UsageError(f"--classes {text!r} names no class: give comma-separated names, e.g. --classes cat,dog")
+    return names
+
+
+def _check_network(name):
+    from . import specs
+
+    if name is None:
+        raise UsageError("--network is required: the zoo name of the model, e.g. ssd_512_resnet50_v1_voc")
+    known = specs.model_names()
+    if name not in known:
+        raise UsageError(f"--network {name!r} is not a zoo model; known: {', '.join(known)}")
+
+
+def _forward(args) -> int:
+    from .export import export_onnx, export_torchscript
+    from .mapping import convert_gluon_file, save_torch_model
+
+    _check_network(args.network)
+    if not (args.out or args.verify or args.torchscript or args.onnx):
+        raise UsageError("nothing to do: pass --out OUT.pth and/or --verify, --torchscript, --onnx")
+    if not os.path.isfile(args.params):
+        raise UsageError(f"--params {args.params}: no such file")
+    classes = _classes(args.classes)
+    if args.network.endswith("_custom") and classes is None:
+        raise UsageError(f"{args.network} is a custom model: pass its class names with --classes a,b,c")
+    model, ignored = convert_gluon_file(args.network, args.params, classes=classes)
+    if args.out:
+        save_torch_model(model, args.out, ignored, source=args.params)
+        print(f"wrote {args.out}: {args.network}, {model.num_classes} classes, "
+              f"{sum(v.numel() for v in model.state_dict().values()):,} values")
+    status = 0
+    if args.verify:
+        status = _verify(model, args)
+    if args.torchscript:
+        print(f"wrote {export_torchscript(model, args.torchscript)} (TorchScript)")
+    if args.onnx:
+        print(f"wrote {export_onnx(model, args.onnx)} (ONNX opset 17)")
+    return status
+
+
+def _verify(model, args) -> int:
+    import gluon_ssd
+
+    from .verify import default_photos, format_table, photo_batch, verify
+
+    photos = [p.strip() for p in args.images.split(",") if p.strip()] if args.images else default_photos()
+    if not photos:
+        raise UsageError("--verify needs photos: pass --images a.jpg,b.jpg")
+    missing = [p for p in photos if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"--images: no such file: {', '.join(missing)}")
+    with tempfile.TemporaryDirectory() as folder:
+        params = args.params
+        if zipfile.is_zipfile(params):  # a training checkpoint: gluon_ssd loads its network weights
+            from gluon_ssd.params import atomic_save_ndarrays
+            from gluon_ssd.train.checkpoint import load_checkpoint
+
+            params = os.path.join(folder, "checkpoint.params")
+            atomic_save_ndarrays(params, load_checkpoint(args.params).params)
+        net = gluon_ssd.get_model(args.network, pretrained=params, classes=list(model.classes))
+    size = model.spec.base_size
+    x = photo_batch(photos, size, size)
+    # Training mode (BatchNorm on batch statistics) needs a batch of two or more.
+    checks = verify(model, net, x, train=len(photos) > 1)
+    print(format_table(checks, f"verify {args.network} on {len(photos)} photo(s) at {size}x{size} "
+                               "(PyTorch twin vs gluon_ssd; train_* in float64)"))
+    if len(photos) < 2:
+        print("note: training mode not compared (BatchNorm batch statistics need 2+ photos)")
+    failed = [c.name for c in checks if not c.passed]
+    print("verification " + ("FAILED: " + ", ".join(failed) if failed else "passed"))
+    return 1 if failed else 0
+
+
+def _reverse(args) -> int:
+    from .mapping import read_torch_file, write_gluon_file
+    from .model import SSD, get_torch_model
+    from .specs import spec_from_dict
+
+    if not args.out:
+        raise UsageError("--reverse needs --out OUT.params")
+    payload = read_torch_file(args.params)
+    network = args.network or payload.get("network")
+    classes = _classes(args.classes) or payload.get("classes")
+    if args.network and payload.get("network") and args.network != payload["network"]:
+        raise UsageError(f"--network {args.network} but {args.params} holds {payload['network']}: drop --network "
+                         "or pass the right file")
+    if network is None:
+        raise UsageError(f"{args.params} is a bare state dict: pass --network (and --classes for custom models)")
+    _check_network(network)
+    if "spec" in payload:
+        model = SSD(spec_from_dict(payload["spec"]), classes, name=network)
+    else:
+        if network.endswith("_custom") and classes is None:
+            raise UsageError(f"{network} is a custom model: pass its class names with --classes a,b,c")
+        model = get_torch_model(network, classes=classes)
+    write_gluon_file(model, payload["state_dict"], args.out, payload.get("mxnet_ignored"))
+    print(f"wrote {args.out}: {network}, {model.num_classes} classes (gluon_ssd/GluonCV structural keys)")
+    if args.verify or args.torchscript or args.onnx:
+        print("note: --verify/--torchscript/--onnx apply to the forward conversion; ignored with --reverse")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _reverse(args) if args.reverse else _forward(args)
+    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

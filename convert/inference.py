@@ -1,0 +1,143 @@
+"""Inference helpers for the PyTorch twin: device, precision, memory layout, BatchNorm folding.
+
+Needs only torch (and numpy): usable on a machine without mxnet.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+from torch import nn
+
+from .backbones import BasicBlockV1, BasicBlockV1b, BottleneckV1, BottleneckV2
+from .layers import BatchNorm2d, FixedGammaBatchNorm2d
+from .model import SSD, to_torchvision
+
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device) -> torch.device:
+    """``device`` as a torch.device, with a clear error when CUDA is asked for and absent."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU: "
+                         "use --device cpu")
+    return device
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TensorFloat-32 convolutions and matmuls on or off (torch enables it for cuDNN convolutions by
+    default, which costs about 1e-3 in the scores on Ampere and later GPUs)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def autocast(device, dtype: str):
+    """A context running the network in ``dtype``: 'fp32' (strict float32, TF32 off), 'tf32' (float32
+    storage, TensorFloat-32 math on GPUs that have it), 'fp16' or 'bf16' (torch.autocast)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype in ("fp32", "tf32"):
+        return _tf32(dtype == "tf32")
+    return torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[dtype])
+
+
+def _fold(conv: nn.Conv2d, bn: nn.Module) -> None:
+    """Fold an inference-mode BatchNorm that follows ``conv`` into the conv's weight and bias."""
+    with torch.no_grad():
+        std = torch.sqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if isinstance(bn, BatchNorm2d) else torch.ones_like(std)
+        scale = gamma / std
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(std)
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        new_bias = (bias - bn.running_mean) * scale + bn.bias
+        conv.bias = nn.Parameter(new_bias)
+
+
+# Blocks whose (conv, BatchNorm) attribute pairs are conv -> BN directly.
+_BLOCK_PAIRS = {BasicBlockV1: (("conv1", "bn1"), ("conv2", "bn2")),
+                BasicBlockV1b: (("conv1", "bn1"), ("conv2", "bn2")),
+                BottleneckV1: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+                BottleneckV2: (("conv1", "bn2"), ("conv2", "bn3"))}
+_BN_TYPES = (BatchNorm2d, FixedGammaBatchNorm2d)
+
+
+def fuse_batchnorm(model: SSD) -> SSD:
+    """A copy of ``model`` for inference with every conv -> BatchNorm pair folded into the conv.
+
+    Only for eval mode (the folded model has no BatchNorm statistics to train); state-dict keys change,
+    so convert and save the unfused model. The pre-activation BatchNorms of ResNet v2 (BN before conv)
+    stay.
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in fused.modules():
+        pairs = _BLOCK_PAIRS.get(type(module), ())
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, _BN_TYPES):
+                _fold(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], _BN_TYPES):
+                    _fold(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+    return fused
+
+
+def prepare(model: SSD, device="cpu", channels_last: bool | None = None, fuse_bn: bool = False) -> SSD:
+    """``model`` in eval mode on ``device``; channels_last memory (default: on CPU) and optional BN folding.
+
+    Like ``nn.Module.to``, this changes ``model`` itself (except with ``fuse_bn``, which folds a copy).
+    """
+    device = resolve_device(device)
+    model = model.eval()
+    if fuse_bn:
+        model = fuse_batchnorm(model)
+    model = model.to(device)
+    if channels_last is None:
+        channels_last = device.type == "cpu"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def uses_channels_last(model: nn.Module) -> bool:
+    """Whether the model's convolution weights are in channels_last memory format."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and \
+        not weight.is_contiguous()
+
+
+def predict(model: SSD, images: torch.Tensor, device="cpu", dtype: str = "fp32", output: str = "tuple"):
+    """Detections for a preprocessed batch (B, 3, H, W): the network under ``dtype`` autocast on
+    ``device``, the post-processing in float32.
+
+    output : 'tuple' -> (ids, scores, boxes) (B, K, ...) float32; 'torchvision' -> list of dicts.
+    """
+    device = resolve_device(device)
+    images = images.to(device, non_blocking=True)
+    if uses_channels_last(model):
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        with autocast(device, dtype):
+            raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = model.raw(images)
+        ids, scores, boxes = model.postprocess(*(r.float() for r in raw))
+    if output == "torchvision":
+        return to_torchvision(ids, scores, boxes)
+    if output != "tuple":
+        raise ValueError(f"output={output!r}: expected 'tuple' or 'torchvision'")
+    return ids, scores, boxes
+
+
+def raw_outputs(model: SSD, images: torch.Tensor, device="cpu", dtype: str = "fp32") -> list[torch.Tensor]:
+    """(cls_preds, box_preds, anchors) float32 for a batch, under ``dtype`` autocast on ``device``."""
+    device = resolve_device(device)
+    with torch.inference_mode(), autocast(device, dtype):
+        return [r.float() for r in model.raw(images.to(device))]

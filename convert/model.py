@@ -1,0 +1,143 @@
+"""The PyTorch twin of gluon_ssd's SSD: features -> per-layer heads -> anchors -> decode + per-class NMS."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import specs as _specs
+from .anchors import AnchorGenerator
+from .backbones import build_features
+from .layers import Conv2d
+from .postprocess import detect
+
+
+class SSD(nn.Module):
+    """Single Shot MultiBox Detector, numerically the twin of ``gluon_ssd.nn.SSD``.
+
+    Parameters
+    ----------
+    spec : a row of ``gluon_ssd.model_zoo.MODEL_SPECS`` (or its saved description).
+    classes : foreground class names.
+    name : the zoo name (kept for saving).
+
+    Forward
+    -------
+    ``eval()``: x (B, 3, H, W) ImageNet-normalized RGB -> ids (B, K, 1), scores (B, K, 1), boxes (B, K, 4)
+    corners in input pixels (K = post_nms = 100); rows without a detection are -1 in every field.
+    ``train()``: cls_preds (B, N, C+1) logits (background at 0), box_preds (B, N, 4) encoded offsets,
+    anchors (1, N, 4) (cx, cy, w, h). BatchNorms use batch statistics in train mode, as Gluon's.
+    """
+
+    def __init__(self, spec, classes, name: str = "", stds=(0.1, 0.1, 0.2, 0.2), nms_thresh: float = 0.45,
+                 nms_topk: int = 400, post_nms: int = 100):
+        super().__init__()
+        classes = tuple(str(c) for c in classes)
+        if not classes:
+            raise ValueError("classes is empty: an SSD needs at least one foreground class")
+        num_layers = len(spec.steps)
+        if len(spec.sizes) != num_layers + 1 or len(spec.ratios) != num_layers:
+            raise ValueError(f"{name}: an SSD with {num_layers} layers needs {num_layers + 1} sizes and "
+                             f"{num_layers} ratio lists, got {len(spec.sizes)} and {len(spec.ratios)}")
+        self.name = name
+        self.spec = spec
+        self.classes = classes
+        self.num_classes = len(classes)
+        self.stds = [float(s) for s in stds]
+        self.nms_thresh = float(nms_thresh)
+        self.nms_topk = int(nms_topk)
+        self.post_nms = int(post_nms)
+        self.features = build_features(spec)
+        channels = self.features.out_channels
+        if len(channels) != num_layers:
+            raise ValueError(f"{name}: the features give {len(channels)} maps for {num_layers} prediction layers")
+        kernel = int(spec.predictor_kernel)
+        gens, cls_heads, box_heads = [], [], []
+        for i in range(num_layers):
+            gen = AnchorGenerator(i, (spec.sizes[i], spec.sizes[i + 1]), spec.ratios[i], spec.steps[i],
+                                  kind=spec.anchor_kind)
+            gens.append(gen)
+            cls_heads.append(Conv2d(channels[i], gen.num_anchors * (self.num_classes + 1), kernel,
+                                    padding=kernel // 2, gluon_key=f"class_predictors.{i}.predictor."))
+            box_heads.append(Conv2d(channels[i], gen.num_anchors * 4, kernel, padding=kernel // 2,
+                                    gluon_key=f"box_predictors.{i}.predictor."))
+        self.class_predictors = nn.ModuleList(cls_heads)
+        self.box_predictors = nn.ModuleList(box_heads)
+        self.anchor_generators = nn.ModuleList(gens)
+
+    def set_nms(self, nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100) -> None:
+        """Per-class NMS settings, as ``gluon_ssd.nn.SSD.set_nms``."""
+        self.nms_thresh, self.nms_topk, self.post_nms = float(nms_thresh), int(nms_topk), int(post_nms)
+
+    def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cls_preds (B, N, C+1), box_preds (B, N, 4), anchors (1, N, 4)) in the module's current mode."""
+        feats = self.features(x)
+        batch = x.shape[0]
+        cls_list: list[torch.Tensor] = []
+        box_list: list[torch.Tensor] = []
+        anchor_list: list[torch.Tensor] = []
+        for i, (cls_head, box_head, gen) in enumerate(zip(self.class_predictors, self.box_predictors,
+                                                          self.anchor_generators)):
+            feat = feats[i]
+            cls_list.append(cls_head(feat).permute(0, 2, 3, 1).reshape(batch, -1))
+            box_list.append(box_head(feat).permute(0, 2, 3, 1).reshape(batch, -1))
+            anchor_list.append(gen(feat))
+        cls_preds = torch.cat(cls_list, 1).reshape(batch, -1, self.num_classes + 1)
+        box_preds = torch.cat(box_list, 1).reshape(batch, -1, 4)
+        return cls_preds, box_preds, torch.cat(anchor_list, 1)
+
+    def postprocess(self, cls_preds: torch.Tensor, box_preds: torch.Tensor,
+                    anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw outputs -> (ids, scores, boxes) with this model's NMS settings."""
+        return detect(cls_preds, box_preds, anchors, self.stds, self.nms_thresh, self.nms_topk, self.post_nms)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cls_preds, box_preds, anchors = self.raw(x)
+        if self.training:
+            return cls_preds, box_preds, anchors
+        return self.postprocess(cls_preds, box_preds, anchors)
+
+    @torch.jit.ignore
+    def detect(self, x: torch.Tensor, output: str = "tuple"):
+        """Detections whatever the module's mode.
+
+        output : 'tuple' -> (ids, scores, boxes) as ``forward`` in eval mode; 'torchvision' -> a list of
+            one dict per image with 'boxes' (K, 4) float corners, 'scores' (K,) and 'labels' (K,) int64,
+            only the real detections. Labels follow torchvision: 0 is the background, so class id c is
+            label c + 1 (``self.classes[label - 1]`` is its name).
+        """
+        if output not in ("tuple", "torchvision"):
+            raise ValueError(f"output={output!r}: expected 'tuple' or 'torchvision'")
+        ids, scores, boxes = self.postprocess(*self.raw(x))
+        if output == "tuple":
+            return ids, scores, boxes
+        return to_torchvision(ids, scores, boxes)
+
+    @torch.jit.ignore
+    def describe(self) -> dict[str, object]:
+        """What a saved file needs to rebuild this model (see :func:`convert.load_torch_model`)."""
+        return {"network": self.name, "classes": list(self.classes), "spec": _specs.spec_to_dict(self.spec),
+                "stds": list(self.stds), "nms": [self.nms_thresh, self.nms_topk, self.post_nms]}
+
+
+def to_torchvision(ids: torch.Tensor, scores: torch.Tensor, boxes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """(ids, scores, boxes) batches -> torchvision detection dicts (labels = id + 1, 0 = background)."""
+    out = []
+    for i in range(ids.shape[0]):
+        valid = ids[i, :, 0] >= 0
+        out.append({"boxes": boxes[i][valid], "scores": scores[i, :, 0][valid],
+                    "labels": ids[i, :, 0][valid].to(torch.int64) + 1})
+    return out
+
+
+def get_torch_model(name: str, classes=None, **kwargs) -> SSD:
+    """A randomly initialized PyTorch twin of zoo model ``name`` (see :func:`gluon_ssd.get_model`).
+
+    classes : class names; required for '*_custom' models; default the dataset's.
+    kwargs : stds, nms_thresh, nms_topk, post_nms.
+    """
+    spec = _specs.get_spec(name)
+    if classes is None:
+        classes = _specs.dataset_classes(spec.dataset)
+        if classes is None:
+            raise ValueError(f"{name} is a custom model: pass classes=[...] with your class names")
+    return SSD(spec, classes, name=name, **kwargs)
