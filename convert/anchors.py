@@ -7,31 +7,11 @@ size; here the grid is computed from the feature map, so there is no cap.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
-
-def anchor_shapes(sizes, ratios, index: int, kind: str = "ssd") -> np.ndarray:
-    """(A, 2) float64 (w, h) of the anchors at one location of layer ``index``.
-
-    'ssd': [s, s], [s', s'] with s' = sqrt(s_k * s_k+1), then s*sqrt(r) x s/sqrt(r) for r in ratios[1:].
-    'lite': [s/2, s/2], the oblong ones, and [s', s'] except on layer 0.
-    """
-    s_min = float(sizes[0])
-    s_geo = math.sqrt(float(sizes[0]) * float(sizes[1]))
-    root = np.sqrt(np.asarray(ratios[1:], dtype=np.float64))
-    oblong = np.stack([s_min * root, s_min / root], axis=1).reshape(-1, 2)
-    if kind == "ssd":
-        return np.concatenate([np.array([[s_min, s_min], [s_geo, s_geo]]), oblong])
-    if kind == "lite":
-        parts = [np.array([[s_min / 2, s_min / 2]]), oblong]
-        if index > 0:
-            parts.append(np.array([[s_geo, s_geo]]))
-        return np.concatenate(parts)
-    raise ValueError(f"unknown anchor kind {kind!r}: expected 'ssd' or 'lite'")
+from gluon_ssd.specs import anchor_shapes
 
 
 class AnchorGenerator(nn.Module):

@@ -24,18 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gluon_ssd.specs import VGG16_STAGES, VGG_EXTRAS
+
 from .layers import BatchNorm2d, Conv2d, FixedGammaBatchNorm2d, L2Norm, Unit, conv_bn_relu
 
-# VGG16 conv stages (convs per stage, channels) and the SSD extra layers per input size:
-# each extra stage is a list of (channels, kernel, stride, padding). Same architecture as gluon_ssd.nn.vgg.
-VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
-VGG_EXTRAS = {
-    300: (((256, 1, 1, 0), (512, 3, 2, 1)), ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 1, 0)), ((128, 1, 1, 0), (256, 3, 1, 0))),
-    512: (((256, 1, 1, 0), (512, 3, 2, 1)), ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 2, 1)), ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 4, 1, 1))),
-}
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # mxnet.gluon.model_zoo.vision ResNets: depth -> (block kind, blocks per stage, channels).

@@ -1,6 +1,6 @@
 """Where the PyTorch twin finds a model's row of the zoo table.
 
-The table itself is ``gluon_ssd.model_zoo.MODEL_SPECS`` (one table for both frameworks). Converted
+The table itself is ``gluon_ssd.specs.MODEL_SPECS`` (one table for both frameworks, no mxnet in it). Converted
 ``.pth`` files carry their row, so :func:`convert.load_torch_model` needs neither mxnet nor the table:
 a machine with only torch and numpy can load and run them.
 """
@@ -15,17 +15,8 @@ SPEC_FIELDS = ("base_size", "backbone", "dataset", "sizes", "ratios", "steps", "
 
 
 def _model_specs() -> dict:
-    try:
-        # An mxnet-free home of the table, where the library provides one.
-        from gluon_ssd.specs import MODEL_SPECS  # type: ignore[import-not-found]
-    except ImportError:
-        try:
-            from gluon_ssd.model_zoo import MODEL_SPECS
-        except ImportError as err:
-            raise ImportError(
-                f"the model table gluon_ssd.model_zoo needs mxnet, which does not import here ({err}). "
-                "On a machine without mxnet, load a converted file with convert.load_torch_model(path): "
-                "it carries its own model description.") from None
+    from gluon_ssd.specs import MODEL_SPECS  # numpy only: no mxnet needed
+
     return MODEL_SPECS
 
 

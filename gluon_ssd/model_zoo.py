@@ -4,7 +4,6 @@ Every model of GluonCV 0.10.5's SSD zoo is a row here; adding a model is adding 
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import types
@@ -17,89 +16,9 @@ from .nn.features import backbone_features
 from .nn.resnetv1b import resnet34_v1b_features
 from .nn.ssd import SSD
 from .nn.vgg import VGGAtrousExtractor
+from .specs import MODEL_SPECS, SSDSpec  # noqa: F401  (re-exported: the zoo table)
 
 log = logging.getLogger(__name__)
-
-_R6 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 3 + ((1, 2, 0.5),) * 2
-_R7 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 4 + ((1, 2, 0.5),) * 2
-_STEPS_300 = (8, 16, 32, 64, 100, 300)
-_STEPS_512_6 = (16, 32, 64, 128, 256, 512)
-_STEPS_512_7 = (8, 16, 32, 64, 128, 256, 512)
-_SIZES_300 = (21, 45, 99, 153, 207, 261, 315)
-_SIZES_300_VOC = (30, 60, 111, 162, 213, 264, 315)
-_SIZES_512_7 = (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6)
-_SIZES_512_6 = (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492)
-_SIZES_512_6_COCO = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)
-_FILTERS = (512, 512, 256, 256)
-_MOBILENET_TAPS = ("relu22_fwd", "relu26_fwd")
-
-
-@dataclasses.dataclass(frozen=True)
-class SSDSpec:
-    """One SSD of the zoo.
-
-    backbone: 'vgg16_atrous', 'resnet34_v1b', or a ``mxnet.gluon.model_zoo.vision`` name.
-    taps: backbone layers whose outputs feed prediction heads (vision backbones only).
-    filters: channels of the extra layers appended to the last tap (vision backbones only).
-    sizes, ratios, steps: anchor configuration (len(steps) + 1 sizes).
-    dataset: 'voc', 'coco' or 'custom' (the class list).
-    """
-
-    base_size: int
-    backbone: str
-    dataset: str
-    sizes: tuple
-    ratios: tuple
-    steps: tuple
-    taps: tuple = ()
-    filters: tuple = ()
-    anchor_kind: str = "ssd"
-    predictor_kernel: int = 3
-    reduce_ratio: float = 1.0
-    min_depth: int = 128
-
-    @property
-    def base_store_name(self) -> str:
-        """Name of the pretrained backbone file in the model store."""
-        return self.backbone
-
-
-def _family(base_size, backbone, datasets, **common):
-    """Rows for one architecture on several datasets; ``datasets`` maps dataset -> sizes."""
-    return {f"ssd_{base_size}_{backbone}_{ds}": SSDSpec(base_size, backbone, ds, sizes=sizes, **common)
-            for ds, sizes in datasets.items()}
-
-
-MODEL_SPECS: dict[str, SSDSpec] = {
-    **_family(300, "vgg16_atrous", {"voc": _SIZES_300_VOC, "coco": _SIZES_300, "custom": _SIZES_300},
-              ratios=_R6, steps=_STEPS_300),
-    **_family(512, "vgg16_atrous", {"voc": _SIZES_512_7, "coco": _SIZES_512_7, "custom": _SIZES_512_7},
-              ratios=_R7, steps=_STEPS_512_7),
-    **_family(512, "resnet18_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
-              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation1", "stage4_activation1"),
-              filters=_FILTERS),
-    **_family(512, "resnet50_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6_COCO,
-                                   "custom": _SIZES_512_6_COCO},
-              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation5", "stage4_activation2"),
-              filters=_FILTERS),
-    **_family(512, "resnet101_v2", {"voc": _SIZES_512_6},
-              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation22", "stage4_activation2"),
-              filters=_FILTERS),
-    **_family(512, "resnet152_v2", {"voc": _SIZES_512_7},
-              ratios=_R7, steps=_STEPS_512_7,
-              taps=("stage2_activation7", "stage3_activation35", "stage4_activation2"), filters=_FILTERS),
-    **_family(512, "mobilenet1.0", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
-              ratios=_R6, steps=_STEPS_512_6, taps=_MOBILENET_TAPS, filters=_FILTERS),
-    **_family(300, "mobilenet1.0_lite", {"coco": (60.0, 105.0, 150.0, 195.0, 240.0, 285.0, 300.0)},
-              ratios=((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 5, steps=(16, 30, 60, 100, 150, 300),
-              taps=_MOBILENET_TAPS, filters=(512, 256, 256, 128), anchor_kind="lite", predictor_kernel=1,
-              reduce_ratio=0.5, min_depth=64),
-    **_family(300, "mobilenet0.25", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
-              ratios=_R6, steps=_STEPS_300, taps=_MOBILENET_TAPS, filters=(256, 256, 128, 128)),
-    **_family(300, "resnet34_v1b", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
-              ratios=_R6, steps=_STEPS_300, filters=(256, 256, 128, 128)),
-}
-
 
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""

@@ -11,47 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mxnet import gluon
 
-
-def anchor_shapes(sizes: tuple[float, float], ratios, index: int, kind: str = "ssd") -> np.ndarray:
-    """Widths and heights of the anchors at one feature-map location.
-
-    Parameters
-    ----------
-    sizes : (s_k, s_k+1) the layer's size and the next layer's size.
-    ratios : aspect ratios; the first one (1) stands for the square anchors.
-    index : the layer's index (the 'lite' layout treats layer 0 differently).
-    kind : 'ssd' (Liu et al.) or 'lite' (TF object-detection API's ssd_mobilenet_v1 layout).
-
-    Returns
-    -------
-    (A, 2) float64 array of (w, h).
-    """
-    s_min = float(sizes[0])
-    s_geo = float(np.sqrt(sizes[0] * sizes[1]))
-    sr = np.sqrt(np.asarray(ratios[1:], dtype=np.float64))
-    oblong = np.stack([s_min * sr, s_min / sr], axis=1)
-    if kind == "ssd":
-        square = np.array([[s_min, s_min], [s_geo, s_geo]])
-        return np.concatenate([square, oblong])
-    if kind == "lite":
-        parts = [np.array([[s_min / 2, s_min / 2]]), oblong]
-        if index > 0:
-            parts.append(np.array([[s_geo, s_geo]]))
-        return np.concatenate(parts)
-    raise ValueError(f"unknown anchor kind {kind!r}: expected 'ssd' or 'lite'")
-
-
-def anchor_grid(shapes: np.ndarray, step: float, height: int, width: int,
-                offsets=(0.5, 0.5)) -> np.ndarray:
-    """All anchors of a (height, width) map: (1, 1, height, width, 4A) float32, (cx, cy, w, h)."""
-    cy = (np.arange(height, dtype=np.float64) + offsets[0]) * step
-    cx = (np.arange(width, dtype=np.float64) + offsets[1]) * step
-    num = len(shapes)
-    grid = np.empty((height, width, num, 4), dtype=np.float64)
-    grid[..., 0] = cx[None, :, None]
-    grid[..., 1] = cy[:, None, None]
-    grid[..., 2:] = shapes[None, None]
-    return grid.reshape(1, 1, height, width, num * 4).astype(np.float32)
+from ..specs import anchor_grid, anchor_shapes
 
 
 class AnchorGenerator(gluon.HybridBlock):

@@ -4,21 +4,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import nn
 
-# (convs per stage, channels) of VGG16's five conv stages.
-VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
-
-# Extra layers per input size: each stage is a list of (channels, kernel, stride, padding).
-VGG_EXTRAS = {
-    300: (((256, 1, 1, 0), (512, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 1, 0)),
-          ((128, 1, 1, 0), (256, 3, 1, 0))),
-    512: (((256, 1, 1, 0), (512, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 3, 2, 1)),
-          ((128, 1, 1, 0), (256, 4, 1, 1))),
-}
+from ..specs import VGG16_STAGES, VGG_EXTRAS
 
 # The network takes ImageNet-normalized input; multiplying by std*255 gives back Caffe's
 # mean-subtracted 0..255 range that the VGG weights were trained on.

@@ -1,0 +1,148 @@
+"""The model zoo as data, with no framework in it: one row per SSD, the VGG layer tables and the anchor
+formula. Both the MXNet networks (gluon_ssd.nn) and the PyTorch twins (convert/) are built from here, so a
+machine with only torch and numpy can read it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+# (convs per stage, channels) of VGG16's five conv stages.
+VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+
+# Extra layers per input size: each stage is a list of (channels, kernel, stride, padding).
+VGG_EXTRAS = {
+    300: (((256, 1, 1, 0), (512, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 3, 1, 0)),
+          ((128, 1, 1, 0), (256, 3, 1, 0))),
+    512: (((256, 1, 1, 0), (512, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 3, 2, 1)),
+          ((128, 1, 1, 0), (256, 4, 1, 1))),
+}
+
+_R6 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 3 + ((1, 2, 0.5),) * 2
+_R7 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 4 + ((1, 2, 0.5),) * 2
+_STEPS_300 = (8, 16, 32, 64, 100, 300)
+_STEPS_512_6 = (16, 32, 64, 128, 256, 512)
+_STEPS_512_7 = (8, 16, 32, 64, 128, 256, 512)
+_SIZES_300 = (21, 45, 99, 153, 207, 261, 315)
+_SIZES_300_VOC = (30, 60, 111, 162, 213, 264, 315)
+_SIZES_512_7 = (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6)
+_SIZES_512_6 = (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492)
+_SIZES_512_6_COCO = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)
+_FILTERS = (512, 512, 256, 256)
+_MOBILENET_TAPS = ("relu22_fwd", "relu26_fwd")
+
+
+@dataclasses.dataclass(frozen=True)
+class SSDSpec:
+    """One SSD of the zoo.
+
+    backbone: 'vgg16_atrous', 'resnet34_v1b', or a ``mxnet.gluon.model_zoo.vision`` name.
+    taps: backbone layers whose outputs feed prediction heads (vision backbones only).
+    filters: channels of the extra layers appended to the last tap (vision backbones only).
+    sizes, ratios, steps: anchor configuration (len(steps) + 1 sizes).
+    dataset: 'voc', 'coco' or 'custom' (the class list).
+    """
+
+    base_size: int
+    backbone: str
+    dataset: str
+    sizes: tuple
+    ratios: tuple
+    steps: tuple
+    taps: tuple = ()
+    filters: tuple = ()
+    anchor_kind: str = "ssd"
+    predictor_kernel: int = 3
+    reduce_ratio: float = 1.0
+    min_depth: int = 128
+
+    @property
+    def base_store_name(self) -> str:
+        """Name of the pretrained backbone file in the model store."""
+        return self.backbone
+
+
+def _family(base_size, backbone, datasets, **common):
+    """Rows for one architecture on several datasets; ``datasets`` maps dataset -> sizes."""
+    return {f"ssd_{base_size}_{backbone}_{ds}": SSDSpec(base_size, backbone, ds, sizes=sizes, **common)
+            for ds, sizes in datasets.items()}
+
+
+MODEL_SPECS: dict[str, SSDSpec] = {
+    **_family(300, "vgg16_atrous", {"voc": _SIZES_300_VOC, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300),
+    **_family(512, "vgg16_atrous", {"voc": _SIZES_512_7, "coco": _SIZES_512_7, "custom": _SIZES_512_7},
+              ratios=_R7, steps=_STEPS_512_7),
+    **_family(512, "resnet18_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation1", "stage4_activation1"),
+              filters=_FILTERS),
+    **_family(512, "resnet50_v1", {"voc": _SIZES_512_6, "coco": _SIZES_512_6_COCO,
+                                   "custom": _SIZES_512_6_COCO},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation5", "stage4_activation2"),
+              filters=_FILTERS),
+    **_family(512, "resnet101_v2", {"voc": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=("stage3_activation22", "stage4_activation2"),
+              filters=_FILTERS),
+    **_family(512, "resnet152_v2", {"voc": _SIZES_512_7},
+              ratios=_R7, steps=_STEPS_512_7,
+              taps=("stage2_activation7", "stage3_activation35", "stage4_activation2"), filters=_FILTERS),
+    **_family(512, "mobilenet1.0", {"voc": _SIZES_512_6, "coco": _SIZES_512_6, "custom": _SIZES_512_6},
+              ratios=_R6, steps=_STEPS_512_6, taps=_MOBILENET_TAPS, filters=_FILTERS),
+    **_family(300, "mobilenet1.0_lite", {"coco": (60.0, 105.0, 150.0, 195.0, 240.0, 285.0, 300.0)},
+              ratios=((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 5, steps=(16, 30, 60, 100, 150, 300),
+              taps=_MOBILENET_TAPS, filters=(512, 256, 256, 128), anchor_kind="lite", predictor_kernel=1,
+              reduce_ratio=0.5, min_depth=64),
+    **_family(300, "mobilenet0.25", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300, taps=_MOBILENET_TAPS, filters=(256, 256, 128, 128)),
+    **_family(300, "resnet34_v1b", {"voc": _SIZES_300, "coco": _SIZES_300, "custom": _SIZES_300},
+              ratios=_R6, steps=_STEPS_300, filters=(256, 256, 128, 128)),
+}
+
+
+
+def anchor_shapes(sizes: tuple[float, float], ratios, index: int, kind: str = "ssd") -> np.ndarray:
+    """Widths and heights of the anchors at one feature-map location.
+
+    Parameters
+    ----------
+    sizes : (s_k, s_k+1) the layer's size and the next layer's size.
+    ratios : aspect ratios; the first one (1) stands for the square anchors.
+    index : the layer's index (the 'lite' layout treats layer 0 differently).
+    kind : 'ssd' (Liu et al.) or 'lite' (TF object-detection API's ssd_mobilenet_v1 layout).
+
+    Returns
+    -------
+    (A, 2) float64 array of (w, h).
+    """
+    s_min = float(sizes[0])
+    s_geo = float(np.sqrt(sizes[0] * sizes[1]))
+    sr = np.sqrt(np.asarray(ratios[1:], dtype=np.float64))
+    oblong = np.stack([s_min * sr, s_min / sr], axis=1)
+    if kind == "ssd":
+        square = np.array([[s_min, s_min], [s_geo, s_geo]])
+        return np.concatenate([square, oblong])
+    if kind == "lite":
+        parts = [np.array([[s_min / 2, s_min / 2]]), oblong]
+        if index > 0:
+            parts.append(np.array([[s_geo, s_geo]]))
+        return np.concatenate(parts)
+    raise ValueError(f"unknown anchor kind {kind!r}: expected 'ssd' or 'lite'")
+
+
+def anchor_grid(shapes: np.ndarray, step: float, height: int, width: int,
+                offsets=(0.5, 0.5)) -> np.ndarray:
+    """All anchors of a (height, width) map: (1, 1, height, width, 4A) float32, (cx, cy, w, h)."""
+    cy = (np.arange(height, dtype=np.float64) + offsets[0]) * step
+    cx = (np.arange(width, dtype=np.float64) + offsets[1]) * step
+    num = len(shapes)
+    grid = np.empty((height, width, num, 4), dtype=np.float64)
+    grid[..., 0] = cx[None, :, None]
+    grid[..., 1] = cy[:, None, None]
+    grid[..., 2:] = shapes[None, None]
+    return grid.reshape(1, 1, height, width, num * 4).astype(np.float32)
