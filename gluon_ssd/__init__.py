@@ -12,7 +12,7 @@ def __getattr__(name):
 
         return getattr(model_zoo, name)
     if name == "export":
-        from .export import export
+        from .deploy import export
 
         return export
     raise AttributeError(f"module 'gluon_ssd' has no attribute {name!r}")

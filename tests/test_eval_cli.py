@@ -225,7 +225,7 @@ def test_cli_coco_equals_gluoncv(coco_model, tmp_path, capsys):
 
 
 def test_cli_deploy_matches_zoo_model(voc_model, tmp_path, capsys):
-    from gluon_ssd.export import export
+    from gluon_ssd.deploy import export
 
     _, params, _ = voc_model
     net = get_model("ssd_300_mobilenet0.25_voc", pretrained=str(params))

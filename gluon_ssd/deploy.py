@@ -1,4 +1,4 @@
-"""Export an SSD as symbol JSON + parameters for ``mx.gluon.SymbolBlock.imports`` (and C++/other runtimes)."""
+"""gluon_ssd.export: an SSD as symbol JSON + parameters for ``mx.gluon.SymbolBlock.imports`` (and C++)."""
 from __future__ import annotations
 
 import mxnet as mx

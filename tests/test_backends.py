@@ -1,0 +1,68 @@
+"""The PyTorch twin serves: eval_ssd.py and demo_ssd.py with --backend torch agree with --backend mxnet."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import DATA, ROOT
+from tests.helpers import build_reference, photo_batch, randomize
+
+NAME = "ssd_512_mobilenet1.0_voc"  # anchors over the whole image; 300 px inputs keep it quick
+
+
+@pytest.fixture(scope="module")
+def weights(gcv, photo_paths, tmp_path_factory):
+    """A gluoncv-written file with seeded random weights whose scores are spread (no near ties)."""
+    net = build_reference(gcv, NAME)
+    randomize(net, seed=4, probe=photo_batch(gcv, photo_paths, 300, 300))
+    folder = tmp_path_factory.mktemp("backend_model")
+    params = folder / "model.params"
+    net.save_parameters(str(params))
+    pth = folder / "model.pth"
+    conv = subprocess.run([sys.executable, "-m", "convert", "--network", NAME, "--params", str(params), "--out",
+                           str(pth)], cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    assert conv.returncode == 0, conv.stderr
+    return params, pth
+
+
+def _run(script, *args):
+    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_eval_backend_torch_gives_the_same_map(weights, tmp_path):
+    params, pth = weights
+    voc = DATA / "voc_sample" / "VOCdevkit"
+    common = ["--network", "mobilenet1.0", "--data-shape", "300", "--dataset", "voc", "--dataset-root", voc,
+              "--splits", "2012_test", "--batch-size", "8", "--no-plots", "--no-progress"]
+    maps = {}
+    for backend, weights_file in (("mxnet", params), ("torch", params), ("torch-pth", pth)):
+        out = tmp_path / backend
+        _run("eval_ssd.py", *common, "--pretrained", weights_file, "--backend", backend.split("-")[0],
+             "--out-dir", out)
+        maps[backend] = json.load(open(out / "results.json"))["map"]
+    assert maps["mxnet"] > 0
+    assert abs(maps["torch"] - maps["mxnet"]) <= 1e-4 and abs(maps["torch-pth"] - maps["mxnet"]) <= 1e-4, maps
+
+
+def test_demo_backend_torch_gives_the_same_detections(weights, tmp_path):
+    params, _ = weights
+    images = [DATA / "demo_images" / "darknet" / "dog.jpg", DATA / "demo_images" / "darknet" / "horses.jpg"]
+    records = {}
+    for backend in ("mxnet", "torch"):
+        out = tmp_path / backend
+        _run("demo_ssd.py", "--network", NAME, "--pretrained", params, "--backend", backend, "--thresh", "0.3",
+             "--short", "300", "--out-dir", out, "--images", *images)
+        records[backend] = [json.loads(line) for line in open(out / "detections.jsonl")]
+    for a, b in zip(records["mxnet"], records["torch"]):
+        assert a["image"] == b["image"]
+        assert [d["class_id"] for d in a["detections"]] == [d["class_id"] for d in b["detections"]]
+        assert len(a["detections"]) > 0
+        np.testing.assert_allclose([d["score"] for d in b["detections"]], [d["score"] for d in a["detections"]],
+                                   atol=2e-4)
+        np.testing.assert_allclose([d["box"] for d in b["detections"]], [d["box"] for d in a["detections"]],
+                                   atol=0.05)
