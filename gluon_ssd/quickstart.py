@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     pth = os.path.join(out, "torch", MODEL + ".pth")
     _run("5/6 convert to PyTorch and verify", [
         py, "-m", "convert", "--network", MODEL, "--params", params, "--classes", ",".join(classes), "--out", pth,
-        "--verify"], log, allow_fail=args.tiny)
+        "--verify", "--images", ",".join(held_out[:2])], log, allow_fail=args.tiny)
     _run("6/6 evaluate the PyTorch twin", [py, "eval_ssd.py", *eval_common, "--backend", "torch", "--out-dir",
                                           os.path.join(out, "eval_torch")], log)
 
