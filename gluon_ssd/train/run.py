@@ -119,8 +119,7 @@ def build_network(cfg: TrainConfig, classes, ctx):
     from ..params import read_param_file
 
     name = cfg.model_name
-    custom = name.endswith("_custom") or MODEL_SPECS[name].dataset not in ("voc", "coco") or (
-        cfg.dataset in ("custom", "synthetic"))
+    custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"
     kwargs = {"classes": classes} if custom else {}
     if not cfg.transfer:
         return get_model(name, pretrained_base=_parse_bool_or_path(cfg.pretrained_base), ctx=ctx, **kwargs)
