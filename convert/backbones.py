@@ -125,6 +125,14 @@ class VGGAtrous(nn.Module):
         return outputs
 
 
+def _projection(cin: int, channels: int, stride: int, names: _Names):
+    """The 1x1 conv + BN shortcut of a residual block whose shape changes, else None (identity)."""
+    if stride == 1 and cin == channels:
+        return None
+    return nn.Sequential(Conv2d(cin, channels, 1, stride, bias=False, gluon_key=names("conv")),
+                         BatchNorm2d(channels, gluon_key=names("batchnorm")))
+
+
 class BasicBlockV1(nn.Module):
     """ResNet v1 basic block (mxnet vision): two 3x3 convs without bias, BN; ReLU after the sum."""
 
@@ -134,11 +142,7 @@ class BasicBlockV1(nn.Module):
         self.bn1 = BatchNorm2d(channels, gluon_key=names("batchnorm"))
         self.conv2 = Conv2d(channels, channels, 3, 1, 1, bias=False, gluon_key=names("conv"))
         self.bn2 = BatchNorm2d(channels, gluon_key=names("batchnorm"))
-        self.downsample = None
-        if stride != 1 or cin != channels:
-            self.downsample = nn.Sequential(
-                Conv2d(cin, channels, 1, stride, bias=False, gluon_key=names("conv")),
-                BatchNorm2d(channels, gluon_key=names("batchnorm")))
+        self.downsample = _projection(cin, channels, stride, names)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -159,11 +163,7 @@ class BottleneckV1(nn.Module):
         self.bn2 = BatchNorm2d(mid, gluon_key=names("batchnorm"))
         self.conv3 = Conv2d(mid, channels, 1, bias=True, gluon_key=names("conv"))
         self.bn3 = BatchNorm2d(channels, gluon_key=names("batchnorm"))
-        self.downsample = None
-        if stride != 1 or cin != channels:
-            self.downsample = nn.Sequential(
-                Conv2d(cin, channels, 1, stride, bias=False, gluon_key=names("conv")),
-                BatchNorm2d(channels, gluon_key=names("batchnorm")))
+        self.downsample = _projection(cin, channels, stride, names)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = F.relu(self.bn1(self.conv1(x)))
