@@ -84,6 +84,10 @@ def parse_args(argv=None):
     p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1'; empty for CPU (default)")
     p.add_argument("--backend", default="mxnet",
                    help=f"inference backend (available: {', '.join(sorted(BACKENDS))}; default: %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16"),
+                   help="--backend torch: network precision (default: %(default)s)")
     p.add_argument("--show", action="store_true", help="also show each annotated image in a window")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
     return p.parse_args(argv)
@@ -249,9 +253,14 @@ def run(args):
                          f"{', '.join(sorted(predict.BACKENDS))}")
     ctx = parse_contexts(args.gpus)
     try:
+        options = predict.backend_options(args.backend, args.device, args.dtype, mxnet_gpus_flag="--gpus")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    try:
         detector = predict.load_detector(
             args.backend, network=args.network, pretrained=predict.parse_pretrained(args.pretrained),
-            classes=classes, ctx=ctx, nms_thresh=args.nms_thresh, nms_topk=args.topk)
+            classes=classes, ctx=ctx, nms_thresh=args.nms_thresh, nms_topk=args.topk,
+            **options)
     except ModelStoreError as err:
         raise UsageError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:

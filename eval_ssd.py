@@ -97,6 +97,11 @@ def parse_args(argv=None):
                    help="'True' for GluonCV's published weights (model store) or a parameter file path "
                         "(GluonCV's or from training) (default: %(default)s)")
     p.add_argument("--backend", default="mxnet", help="inference backend (default: %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="--backend torch: cpu or cuda[:N] (MXNet uses --num-gpus) (default: %(default)s)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16"),
+                   help="--backend torch: network precision (fp16/bf16 autocast; post-processing stays float32) "
+                        "(default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the precision/recall curves")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
@@ -295,9 +300,14 @@ def build_model(args, name, classes, ctx):
                 "dataset's classes" + (" (a custom model takes its classes from the dataset: check "
                                        "--classes-file)" if custom else ""))
     try:
+        options = predict.backend_options(args.backend, args.device, args.dtype, mxnet_gpus_flag="--num-gpus")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    try:
         return predict.load_detector(args.backend, network=name, pretrained=pretrained,
                                      classes=list(classes) if custom else None, ctx=ctx,
-                                     nms_thresh=_NMS[0], nms_topk=_NMS[1], post_nms=_NMS[2])
+                                     nms_thresh=_NMS[0], nms_topk=_NMS[1], post_nms=_NMS[2],
+                                     **options)
     except ModelStoreError as err:
         raise UsageError(f"{err} (or pass a local file: --pretrained PATH)") from None
     except (ValueError, FileNotFoundError) as err:

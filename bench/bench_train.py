@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import gluon_ssd._env  # noqa: E402,F401,I001  (all cores for OpenMP, as the CLIs do; before mxnet loads)
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
 
@@ -79,11 +80,7 @@ def gluon_ssd_loop(name, dataset, shape, batch, workers):
     cfg = TrainConfig(batch_size=batch, num_workers=workers, gpus="", data_shape=shape, progress=False)
     data = SeededAugmentation(dataset, SSDDefaultTrainTransform(shape, shape), seed=0)
     runner = Trainer(cfg, net, data, None, net.classes, None)
-    runner.trainer = runner._make_trainer()
-    with autograd.train_mode():
-        anchors = net(mx.nd.zeros((1, 3, shape, shape)))[2]
-    runner.anchors = [anchors]
-    net.hybridize()
+    runner.setup()  # as train_ssd.py: optimizer, anchors, hybridized with static_alloc
 
     class Endless:
         """The epoch sampler, epoch after epoch."""

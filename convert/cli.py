@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reverse", action="store_true", help="PyTorch -> gluon_ssd parameters")
     parser.add_argument("--verify", action="store_true", help="compare the converted model with gluon_ssd "
                         "on real photos and print a table of differences (exit 1 on failure)")
+    parser.add_argument("--device", default="cpu", help="where --verify runs the PyTorch twin: cpu or cuda[:N] "
+                        "(float32; raw outputs held to 1e-3 on CUDA, 1e-4 on CPU)")
     parser.add_argument("--images", help="comma-separated photos for --verify (default: two photos of the "
                         "project's shared test data)")
     parser.add_argument("--torchscript", metavar="OUT.pt", help="also write a scripted TorchScript model")
@@ -72,6 +74,13 @@ def _forward(args) -> int:
     if not os.path.isfile(args.params):
         raise UsageError(f"--params {args.params}: no such file")
     classes = _classes(args.classes)
+    if args.verify:
+        from .inference import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except (RuntimeError, ValueError) as err:
+            raise UsageError(f"--device {args.device}: {err}") from None
     if args.network.endswith("_custom") and classes is None:
         raise UsageError(f"{args.network} is a custom model: pass its class names with --classes a,b,c")
     model, ignored = convert_gluon_file(args.network, args.params, classes=classes)
@@ -112,9 +121,9 @@ def _verify(model, args) -> int:
     size = model.spec.base_size
     x = photo_batch(photos, size, size)
     # Training mode (BatchNorm on batch statistics) needs a batch of two or more.
-    checks = verify(model, net, x, train=len(photos) > 1)
+    checks = verify(model, net, x, train=len(photos) > 1, device=args.device)
     print(format_table(checks, f"verify {args.network} on {len(photos)} photo(s) at {size}x{size} "
-                               "(PyTorch twin vs gluon_ssd; train_* in float64)"))
+                               f"(PyTorch twin on {args.device} vs gluon_ssd; train_* in float64)"))
     if len(photos) < 2:
         print("note: training mode not compared (BatchNorm batch statistics need 2+ photos)")
     failed = [c.name for c in checks if not c.passed]

@@ -27,6 +27,7 @@ __all__ = [
     "Detections",
     "MXNetDetector",
     "Preprocessor",
+    "backend_options",
     "detect_images",
     "detection_record",
     "load_detector",
@@ -187,6 +188,17 @@ def load_torch_detector(**kwargs):
 
 
 BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector, "torch": load_torch_detector}
+
+
+def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxnet_gpus_flag: str = "--gpus") -> dict:
+    """The CLIs' ``--device``/``--dtype`` as :func:`load_detector` arguments. They choose the torch backend's
+    device and precision; the mxnet backend takes its GPUs from ``mxnet_gpus_flag`` and runs float32."""
+    if backend == "mxnet":
+        if device != "cpu" or dtype != "fp32":
+            raise ValueError(f"--device {device} --dtype {dtype}: --device/--dtype apply to --backend torch; the "
+                             f"mxnet backend takes GPUs from {mxnet_gpus_flag} and runs float32")
+        return {}
+    return {"device": device, "dtype": dtype}
 
 
 def load_detector(backend: str = "mxnet", **kwargs):

@@ -66,3 +66,51 @@ def test_demo_backend_torch_gives_the_same_detections(weights, tmp_path):
                                    atol=2e-4)
         np.testing.assert_allclose([d["box"] for d in b["detections"]], [d["box"] for d in a["detections"]],
                                    atol=0.05)
+
+
+def _top(record):
+    best = max(record["detections"], key=lambda d: d["score"])
+    return best["class_id"], best["score"], np.array(best["box"])
+
+
+def _iou(a, b):
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
+
+
+def test_demo_backend_torch_bf16_close_to_fp32(weights, tmp_path):
+    """--dtype bf16 (CPU autocast) finds the same best detection as float32 on each image."""
+    params, _ = weights
+    images = [DATA / "demo_images" / "darknet" / "dog.jpg", DATA / "demo_images" / "darknet" / "horses.jpg"]
+    records = {}
+    for dtype in ("fp32", "bf16"):
+        out = tmp_path / dtype
+        _run("demo_ssd.py", "--network", NAME, "--pretrained", params, "--backend", "torch", "--dtype", dtype,
+             "--thresh", "0.3", "--short", "300", "--out-dir", out, "--images", *images)
+        records[dtype] = [json.loads(line) for line in open(out / "detections.jsonl")]
+    for a, b in zip(records["fp32"], records["bf16"]):
+        (cls_a, score_a, box_a), (cls_b, score_b, box_b) = _top(a), _top(b)
+        assert cls_a == cls_b and abs(score_a - score_b) < 0.05, (a["image"], _top(a), _top(b))
+        assert _iou(box_a, box_b) > 0.9, (a["image"], box_a, box_b)
+
+
+def _fails(args, *needles):
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(ROOT), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-1000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-1000:]
+
+
+def test_device_and_dtype_flags_are_checked(weights, tmp_path):
+    params, _ = weights
+    image = DATA / "demo_images" / "darknet" / "dog.jpg"
+    demo = [ROOT / "demo_ssd.py", "--network", NAME, "--pretrained", params, "--out-dir", tmp_path / "d",
+            "--images", image]
+    _fails([*demo, "--dtype", "fp16"], "--backend torch", "--gpus")  # mxnet backend: no --dtype
+    import torch
+
+    if not torch.cuda.is_available():
+        _fails([*demo, "--backend", "torch", "--device", "cuda"], "cuda", "no CUDA GPU")
+        _fails(["-m", "convert", "--network", NAME, "--params", params, "--verify", "--device", "cuda"],
+               "--device cuda", "no CUDA GPU")

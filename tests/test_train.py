@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gluon_ssd.train import checkpoint as ckpt
-from gluon_ssd.train.fit import TrainConfig, Trainer
+from gluon_ssd.train.fit import TrainConfig, Trainer, TrainingError
+from gluon_ssd.train.run import resolve_model_name
 from gluon_ssd.train.schedule import learning_rate
 from tests.conftest import ROOT
 
@@ -50,6 +51,23 @@ def test_learning_rate_schedules():
     assert learning_rate(10, 0.1, "cosine", total_epochs=10) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="poly"):
         learning_rate(1, 0.1, "poly")
+
+
+@pytest.mark.parametrize("network, shape, dataset, name", [
+    ("vgg16_atrous", 512, "voc", "ssd_512_vgg16_atrous_voc"),         # GluonCV's own naming
+    ("resnet50_v1", 384, "coco", "ssd_512_resnet50_v1_coco"),        # no 384 row: the nearest base size
+    ("mobilenet1.0", 256, "synthetic", "ssd_512_mobilenet1.0_custom"),  # the 512 architecture at 256
+    ("resnet101_v2", 512, "custom", "ssd_512_resnet101_v2_voc"),      # no custom row: a VOC architecture
+])
+def test_model_names(network, shape, dataset, name):
+    assert resolve_model_name(network, shape, dataset) == name
+
+
+def test_model_names_refused():
+    with pytest.raises(TrainingError, match="unknown --network 'vgg19'"):
+        resolve_model_name("vgg19", 300, "voc")
+    with pytest.raises(TrainingError, match="no mobilenet1.0_lite SSD for the voc dataset"):
+        resolve_model_name("mobilenet1.0_lite", 300, "voc")
 
 
 # -- checkpoints ------------------------------------------------------------------------------------

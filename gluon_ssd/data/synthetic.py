@@ -8,8 +8,9 @@
     DIR/classes.txt                            circle, square, triangle, cross, ring
 
 which :class:`gluon_ssd.data.CustomVOCDetection` reads. Images are 200-400 px a side (any aspect ratio
-in that range) with 1-6 filled shapes of 24-160 px in 8 colours on textured, noisy backgrounds
-(gradients, smooth noise, stripes, checkers, stray lines). Placement limits occlusion: at least three
+in that range) with 1-6 filled shapes of 40-160 px (from 10% of the short side, where SSD's smallest
+anchors start) in 8 colours on textured, noisy backgrounds (gradients, smooth noise, stripes, checkers,
+stray lines). Placement limits occlusion: at least three
 quarters of every shape's pixels stay visible and box IoU stays at most 0.3. Every box
 is the tight box of the shape's *visible* pixels (computed from the drawn mask, so it is exact; shapes
 are drawn without anti-aliasing). Each image has its own random stream from ``(seed, split, index)``:
@@ -31,6 +32,7 @@ __all__ = ["SHAPE_CLASSES", "write_synthetic_dataset", "render_synthetic_image",
 logger = logging.getLogger(__name__)
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring")
+VERSION = 2  # bumped whenever the same arguments draw different images (2: shapes of at least 40 px)
 
 _PALETTE = np.array(
     [
@@ -140,7 +142,7 @@ def render_synthetic_image(
     rng: np.random.Generator,
     min_size: int = 200,
     max_size: int = 400,
-    min_object_size: int = 24,
+    min_object_size: int = 40,
     max_object_size: int = 160,
     max_objects: int = 6,
     clean: bool = False,
@@ -246,7 +248,7 @@ def write_synthetic_dataset(
     *,
     min_size: int = 200,
     max_size: int = 400,
-    min_object_size: int = 24,
+    min_object_size: int = 40,
     max_object_size: int = 160,
     max_objects: int = 6,
     clean: bool = False,
@@ -334,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--min-size", type=int, default=200, help="smallest image side in px (default 200)")
     p.add_argument("--max-size", type=int, default=400, help="largest image side in px (default 400)")
-    p.add_argument("--min-object-size", type=int, default=24, help="smallest shape box side (default 24)")
+    p.add_argument("--min-object-size", type=int, default=40, help="smallest shape box side (default 40)")
     p.add_argument("--max-object-size", type=int, default=160, help="largest shape box side (default 160)")
     p.add_argument("--max-objects", type=int, default=6, help="most shapes per image (default 6)")
     p.add_argument("--jpeg-quality", type=int, default=90)

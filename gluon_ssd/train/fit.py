@@ -200,6 +200,7 @@ class Trainer:
                 "config": dataclasses.asdict(self.cfg), "history": self.history}
 
     def save_checkpoint(self):
+        mx.nd.waitall()  # see fit(): running statistics are written behind the engine's back
         # Every worker writes one (identical weights; atomic rename makes a shared path safe), so any rank
         # can resume and a test can compare the workers.
         ckpt.save_checkpoint(self.prefix + "_last.ckpt", self.net, self.trainer, self._meta())
@@ -220,6 +221,7 @@ class Trainer:
         self.iteration = meta["iteration"]
         self.best_map = meta["best_map"] if meta["best_map"] is not None else -math.inf
         self.history = meta.get("history", [])
+        mx.nd.waitall()
         log.info("resumed from %s at epoch %d, batch %d (iteration %d)", path, self.epoch,
                  self.batch_in_epoch, self.iteration)
 
@@ -279,7 +281,8 @@ class Trainer:
         return values, images.shape[0]
 
     # -- the run ----------------------------------------------------------------------------------
-    def fit(self):
+    def setup(self):
+        """Optimizer, anchors, the resumed state and the hybridized graph: everything before the first step."""
         cfg = self.cfg
         self.trainer = self._make_trainer()
         if cfg.amp:
@@ -294,9 +297,13 @@ class Trainer:
         self.anchors = [anchors.as_in_context(c) for c in self.ctx]
         if cfg.resume:
             self.resume(cfg.resume)
-        # Not static_alloc: with it, BatchNorm running statistics read back a step late (checkpoints and
-        # resumes would disagree with an uninterrupted run).
-        self.net.hybridize()
+        # static_alloc: ~25% faster steps on CPU. Its cached graph writes BatchNorm's running statistics without
+        # telling the engine, so reading them (checkpoints, validation, saving) waits for all work first.
+        self.net.hybridize(static_alloc=True, static_shape=True)
+
+    def fit(self):
+        cfg = self.cfg
+        self.setup()
         sampler = EpochBatchSampler(len(self.train_data), cfg.batch_size, cfg.seed, self.rank, self.parts)
         if len(self.train_data) < cfg.batch_size:
             raise TrainingError(f"the training set has {len(self.train_data)} images, fewer than one batch "
@@ -371,6 +378,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         if self.val_data is not None and cfg.val_interval and (epoch + 1) % cfg.val_interval == 0:
             if self.is_main:
+                mx.nd.waitall()
                 result = self.eval_fn(self.net, self.val_data)
                 entry["map"] = float(result.map)
                 log.info("[Epoch %d] Validation: \n%s", epoch, "\n".join(

@@ -8,6 +8,7 @@ import mxnet as mx
 import numpy as np
 
 from ..classes import COCO_CLASSES, VOC_CLASSES
+from ..data.synthetic import VERSION as SYNTHETIC_VERSION
 from ..model_zoo import MODEL_SPECS
 from .fit import TrainConfig, Trainer, TrainingError, _contexts
 
@@ -24,23 +25,21 @@ def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
     """The zoo model a (network, data shape, dataset) triple trains, as GluonCV's script names it.
 
     GluonCV names the model ``ssd_{data_shape}_{network}_{dataset}``; a data shape that is no base size
-    of the network (e.g. mobilenet1.0 at 256) trains the nearest base size's architecture at that shape.
+    of the network (e.g. resnet50_v1 at 384) trains the nearest base size's architecture at that shape.
+    Custom datasets may use any dataset's architecture; the '_custom' row is preferred.
     """
     kind = {"voc": "voc", "coco": "coco"}.get(dataset, "custom")
-    sizes = sorted({s.base_size for n, s in MODEL_SPECS.items() if s.backbone == network})
-    if not sizes:
+    rows = {n: s for n, s in MODEL_SPECS.items() if s.backbone == network}
+    if not rows:
         raise TrainingError(f"unknown --network {network!r}; choose one of: {', '.join(backbones())}")
+    sizes = sorted({s.base_size for s in rows.values() if kind == "custom" or s.dataset == kind})
+    if not sizes:
+        raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
     base = min(sizes, key=lambda s: (abs(s - data_shape), s))
-    name = f"ssd_{base}_{network}_{kind}"
-    if name not in MODEL_SPECS:
-        if kind == "custom":
-            fallback = next((f"ssd_{base}_{network}_{d}" for d in ("voc", "coco")
-                             if f"ssd_{base}_{network}_{d}" in MODEL_SPECS), None)
-            if fallback:
-                return fallback
-        have = [n for n, s in MODEL_SPECS.items() if s.backbone == network]
-        raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(have)}")
-    return name
+    for suffix in (kind, "voc", "coco") if kind == "custom" else (kind,):
+        if f"ssd_{base}_{network}_{suffix}" in rows:
+            return f"ssd_{base}_{network}_{suffix}"
+    raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
 
 
 def _find_voc_root(root):
@@ -63,7 +62,9 @@ def _find_coco_root(root):
 def dataset_root(cfg: TrainConfig) -> str:
     root = os.path.expanduser(cfg.dataset_root)
     if cfg.dataset == "synthetic" and cfg.dataset_root == TrainConfig.dataset_root:
-        root = os.path.join(root, f"synthetic-{cfg.synthetic_seed}-{cfg.synthetic_train}-{cfg.synthetic_val}")
+        # The generator's version is in the name: a cache written by another version is not reused.
+        root = os.path.join(root, f"synthetic-v{SYNTHETIC_VERSION}-{cfg.synthetic_seed}-{cfg.synthetic_train}-"
+                                  f"{cfg.synthetic_val}")
     return root
 
 
