@@ -23,10 +23,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The recipe: MobileNet-1.0 SSD (the 512 architecture) trained at 256x256 from scratch; BENCHMARKS.md's
-# learning recipe on a shorter schedule.
-FULL = {"train": 900, "val": 100, "epochs": 9, "batch": 16, "lr": 0.01, "shape": 256, "demo": 6}
-TINY = {"train": 16, "val": 8, "epochs": 1, "batch": 8, "lr": 0.01, "shape": 256, "demo": 2}
+# The recipe: MobileNet-1.0 SSD (the 512 architecture) trained at 256x256 from scratch, BENCHMARKS.md's learning
+# recipe on a shorter schedule: lr 0.01 for 7 epochs, then 0.001 (from scratch, a short cosine schedule
+# lowers the rate too early: 0.43 mAP against 0.55 at the same point of the 21-epoch run).
+FULL = {"train": 900, "val": 100, "epochs": 9, "decay": 7, "batch": 16, "lr": 0.01, "shape": 256, "demo": 6}
+TINY = {"train": 16, "val": 8, "epochs": 1, "decay": 1, "batch": 8, "lr": 0.01, "shape": 256, "demo": 2}
 NETWORK = "mobilenet1.0"
 MODEL = "ssd_512_mobilenet1.0_custom"
 
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
     _run("2/6 train from scratch", [
         py, "train_ssd.py", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
         "--dataset-root", data, "--gpus", "", "--pretrained-base", "False", "--batch-size", str(r["batch"]),
-        "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-mode", "cosine", "--warmup-epochs", "0.5",
+        "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-decay-epoch", str(r["decay"]),
+        "--warmup-epochs", "0.5",
         "--max-expand", "2",
         "-j", "2", "--val-interval", str(r["epochs"]), "--save-interval", "0", "--log-interval", "10",
         "--save-prefix", prefix], log)

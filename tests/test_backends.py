@@ -49,15 +49,18 @@ def test_eval_backend_torch_gives_the_same_map(weights, tmp_path):
     assert abs(maps["torch"] - maps["mxnet"]) <= 1e-4 and abs(maps["torch-pth"] - maps["mxnet"]) <= 1e-4, maps
 
 
+def _demo_records(params, out, *flags):
+    """detections.jsonl records of demo_ssd.py on two photos with ``flags``."""
+    images = [DATA / "demo_images" / "darknet" / "dog.jpg", DATA / "demo_images" / "darknet" / "horses.jpg"]
+    _run("demo_ssd.py", "--network", NAME, "--pretrained", params, *flags, "--thresh", "0.3", "--short", "300",
+         "--out-dir", out, "--images", *images)
+    return [json.loads(line) for line in open(out / "detections.jsonl")]
+
+
 def test_demo_backend_torch_gives_the_same_detections(weights, tmp_path):
     params, _ = weights
-    images = [DATA / "demo_images" / "darknet" / "dog.jpg", DATA / "demo_images" / "darknet" / "horses.jpg"]
-    records = {}
-    for backend in ("mxnet", "torch"):
-        out = tmp_path / backend
-        _run("demo_ssd.py", "--network", NAME, "--pretrained", params, "--backend", backend, "--thresh", "0.3",
-             "--short", "300", "--out-dir", out, "--images", *images)
-        records[backend] = [json.loads(line) for line in open(out / "detections.jsonl")]
+    records = {backend: _demo_records(params, tmp_path / backend, "--backend", backend)
+               for backend in ("mxnet", "torch")}
     for a, b in zip(records["mxnet"], records["torch"]):
         assert a["image"] == b["image"]
         assert [d["class_id"] for d in a["detections"]] == [d["class_id"] for d in b["detections"]]
@@ -81,13 +84,8 @@ def _iou(a, b):
 def test_demo_backend_torch_bf16_close_to_fp32(weights, tmp_path):
     """--dtype bf16 (CPU autocast) finds the same best detection as float32 on each image."""
     params, _ = weights
-    images = [DATA / "demo_images" / "darknet" / "dog.jpg", DATA / "demo_images" / "darknet" / "horses.jpg"]
-    records = {}
-    for dtype in ("fp32", "bf16"):
-        out = tmp_path / dtype
-        _run("demo_ssd.py", "--network", NAME, "--pretrained", params, "--backend", "torch", "--dtype", dtype,
-             "--thresh", "0.3", "--short", "300", "--out-dir", out, "--images", *images)
-        records[dtype] = [json.loads(line) for line in open(out / "detections.jsonl")]
+    records = {dtype: _demo_records(params, tmp_path / dtype, "--backend", "torch", "--dtype", dtype)
+               for dtype in ("fp32", "bf16")}
     for a, b in zip(records["fp32"], records["bf16"]):
         (cls_a, score_a, box_a), (cls_b, score_b, box_b) = _top(a), _top(b)
         assert cls_a == cls_b and abs(score_a - score_b) < 0.05, (a["image"], _top(a), _top(b))
