@@ -73,10 +73,8 @@ def main(argv=None) -> int:
         py, "train_ssd.py", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
         "--dataset-root", data, "--gpus", "", "--pretrained-base", "False", "--batch-size", str(r["batch"]),
         "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-decay-epoch", str(r["decay"]),
-        "--warmup-epochs", "0.5",
-        "--max-expand", "2",
-        "-j", "2", "--val-interval", str(r["epochs"]), "--save-interval", "0", "--log-interval", "10",
-        "--save-prefix", prefix], log)
+        "--warmup-epochs", "0.5", "--max-expand", "2", "-j", "2", "--val-interval", str(r["epochs"]),
+        "--save-interval", "0", "--log-interval", "10", "--save-prefix", prefix], log)
     params = prefix + MODEL + "_best.params"
     eval_common = ["--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom", "--dataset-root",
                    data, "--splits", "val", "--pretrained", params, "--batch-size", "8"]

@@ -10,8 +10,8 @@
 which :class:`gluon_ssd.data.CustomVOCDetection` reads. Images are 200-400 px a side (any aspect ratio
 in that range) with 1-6 filled shapes of 40-160 px (from 10% of the short side, where SSD's smallest
 anchors start) in 8 colours on textured, noisy backgrounds (gradients, smooth noise, stripes, checkers,
-stray lines). Placement limits occlusion: at least three
-quarters of every shape's pixels stay visible and box IoU stays at most 0.3. Every box
+stray lines). Placement limits occlusion: at least three quarters of every shape's pixels stay visible
+and box IoU stays at most 0.3. Every box
 is the tight box of the shape's *visible* pixels (computed from the drawn mask, so it is exact; shapes
 are drawn without anti-aliasing). Each image has its own random stream from ``(seed, split, index)``:
 the same arguments give byte-identical files.

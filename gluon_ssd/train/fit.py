@@ -200,7 +200,7 @@ class Trainer:
                 "config": dataclasses.asdict(self.cfg), "history": self.history}
 
     def save_checkpoint(self):
-        mx.nd.waitall()  # see fit(): running statistics are written behind the engine's back
+        mx.nd.waitall()  # see setup(): running statistics are written behind the engine's back
         # Every worker writes one (identical weights; atomic rename makes a shared path safe), so any rank
         # can resume and a test can compare the workers.
         ckpt.save_checkpoint(self.prefix + "_last.ckpt", self.net, self.trainer, self._meta())
