@@ -297,7 +297,7 @@ class Trainer:
         self.anchors = [anchors.as_in_context(c) for c in self.ctx]
         if cfg.resume:
             self.resume(cfg.resume)
-        # static_alloc: ~25% faster steps on CPU. Its cached graph writes BatchNorm's running statistics without
+        # static_alloc: ~22% faster steps on CPU. Its cached graph writes BatchNorm's running statistics without
         # telling the engine, so reading them (checkpoints, validation, saving) waits for all work first.
         self.net.hybridize(static_alloc=True, static_shape=True)
 
