@@ -36,10 +36,9 @@ def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
     if not sizes:
         raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
     base = min(sizes, key=lambda s: (abs(s - data_shape), s))
-    for suffix in (kind, "voc", "coco") if kind == "custom" else (kind,):
-        if f"ssd_{base}_{network}_{suffix}" in rows:
-            return f"ssd_{base}_{network}_{suffix}"
-    raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
+    # ``base`` is the size of an existing row of an allowed dataset, so one of these names exists.
+    return next(f"ssd_{base}_{network}_{suffix}" for suffix in (kind, "voc", "coco")
+                if f"ssd_{base}_{network}_{suffix}" in rows)
 
 
 def _find_voc_root(root):
