@@ -126,10 +126,30 @@ def test_boxes_tight_with_overlaps(tmp_path):
     assert overlaps > 0  # the set does exercise overlapping shapes
 
 
+def test_class_subset_draws_and_names_only_those_shapes(tmp_path):
+    write_synthetic_dataset(tmp_path, 40, 0, seed=5, max_objects=1, clean=True, classes=("cross", "circle"),
+                            progress=False)
+    assert (tmp_path / "classes.txt").read_text().split() == ["cross", "circle"]
+    ds = CustomVOCDetection(tmp_path)
+    assert ds.classes == ("cross", "circle")
+    fill = collections.defaultdict(list)
+    for i in range(len(ds)):
+        fg = _foreground(ds.image_path(i))
+        x1, y1, x2, y2, c = ds.label(i)[0, :5].astype(int)
+        fill[ds.classes[c]].append(fg[y1:y2 + 1, x1:x2 + 1].mean())
+    assert set(fill) == {"cross", "circle"}
+    # A filled ellipse covers pi/4 of its box; a cross much less.
+    np.testing.assert_allclose(fill["circle"], np.pi / 4, atol=0.02)
+    assert max(fill["cross"]) < 0.65
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(n_train=-1), "n_train"),
     (dict(min_size=300, max_size=200), "max_size"),
     (dict(min_object_size=50, max_object_size=40), "max_object_size"),
+    (dict(classes=("circle", "hexagon")), "hexagon"),
+    (dict(classes=("circle", "circle")), "distinct"),
+    (dict(classes=()), "classes"),
 ])
 def test_bad_arguments(tmp_path, kwargs, match):
     args = dict(n_train=1, n_val=1, seed=0, progress=False) | kwargs

@@ -458,13 +458,24 @@ def test_save_image_round_trip(tmp_path):
 
 # ---- a model trained on the synthetic dataset ----------------------------------------------------
 
-# BENCHMARKS.md's learning recipe: MobileNet-1.0 SSD from scratch on the synthetic shapes at 256 px, about
-# 19 minutes on two cores (VOC07 mAP 0.83 on the val split).
+# In the suite: a ResNet-18 SSD trained from scratch for two minutes on a small version of the synthetic
+# dataset (two shapes that look nothing alike, one or two per image, large, on a flat background) at 128 px.
+# Measured on two cores: VOC07 mAP 0.85 on its val split; at the demo's default threshold 0.5, 76% of the
+# shapes found and 82% of the detections on a shape of their class.
+SMALL_SHAPES = {"min_size": 128, "max_size": 176, "min_object_size": 48, "max_object_size": 112, "max_objects": 2,
+                "clean": True, "classes": ("circle", "cross")}
+SMALL_RECIPE = ["--network", "resnet18_v1", "--data-shape", "128", "--dataset", "custom", "--gpus", "",
+                "--pretrained-base", "False", "--batch-size", "8", "--epochs", "6", "--lr", "0.01",
+                "--warmup-epochs", "0.5", "--lr-decay-epoch", "5", "--max-expand", "1.5", "-j", "2",
+                "--val-interval", "6", "--save-interval", "0", "--no-progress"]
+SMALL_MODEL = "ssd_512_resnet18_v1_custom"
+# BENCHMARKS.md's learning recipe: MobileNet-1.0 SSD from scratch on the full synthetic dataset (five shapes,
+# textured backgrounds) at 256 px, about 19 minutes on two cores (VOC07 mAP 0.83 on the val split).
 LEARNING_RECIPE = ["--network", "mobilenet1.0", "--data-shape", "256", "--dataset", "synthetic", "--gpus", "",
                    "--pretrained-base", "False", "--batch-size", "16", "--epochs", "21", "--lr", "0.01",
                    "--lr-mode", "cosine", "--warmup-epochs", "0.5", "--max-expand", "2", "-j", "2",
                    "--val-interval", "2", "--save-interval", "0", "--no-progress"]
-SYNTHETIC_MODEL = "ssd_512_mobilenet1.0_custom"
+LEARNING_MODEL = "ssd_512_mobilenet1.0_custom"
 LONG_TESTS = "GLUON_SSD_LONG_TESTS"
 
 
@@ -501,19 +512,20 @@ def test_voc_objects_and_iou_hand_worked(tmp_path):
     assert _iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
 
 
-def _assert_detections_on_shapes(data, params, tmp_path, thresh=0.4):
+def _assert_detections_on_shapes(data, network, params, data_shape, tmp_path, thresh, found_min, hits_min):
     """The demo's detections (score >= thresh) on the val images of the synthetic dataset ``data`` land on the
-    drawn shapes: IoU >= 0.5 with a ground-truth box of the same class for most objects, and most
-    detections are such hits."""
+    drawn shapes: for at least ``found_min`` of the objects a detection of the same class has IoU >= 0.5 with
+    the object's exact box, and at least ``hits_min`` of the detections are such hits."""
     val = [data / "JPEGImages" / f"{line.strip()}.jpg" for line in open(data / "ImageSets" / "Main" / "val.txt")
            if line.strip()]
     out_dir = tmp_path / "demo"
-    rc, _, err = run_demo(["--network", SYNTHETIC_MODEL, "--pretrained", params, "--classes",
-                           data / "classes.txt", "--data-shape", 256, "--thresh", thresh, "--out-dir", out_dir,
-                           "--images", *val])
+    rc, _, err = run_demo(["--network", network, "--pretrained", params, "--classes", data / "classes.txt",
+                           "--data-shape", data_shape, "--thresh", thresh, "--out-dir", out_dir, "--images", *val])
     assert rc == 0, err
     found, objects, hits, detections = 0, 0, 0, 0
-    for rec in read_jsonl(out_dir / "detections.jsonl"):
+    records = read_jsonl(out_dir / "detections.jsonl")
+    assert len(records) == len(val)
+    for rec in records:
         truth = _voc_objects(data / "Annotations" / (pathlib.Path(rec["image"]).stem + ".xml"))
         dets = [(d["class"], d["box"]) for d in rec["detections"]]
         objects += len(truth)
@@ -521,8 +533,30 @@ def _assert_detections_on_shapes(data, params, tmp_path, thresh=0.4):
         detections += len(dets)
         hits += sum(any(c == name and _iou(box, b) >= 0.5 for name, box in truth) for c, b in dets)
     assert objects > 0
-    assert found / objects >= 0.7, f"{found} of {objects} shapes found"
-    assert detections and hits / detections >= 0.7, f"{hits} of {detections} detections on a shape"
+    assert found / objects >= found_min, f"{found} of {objects} shapes found"
+    assert detections and hits / detections >= hits_min, f"{hits} of {detections} detections on a shape"
+
+
+def _train(recipe, data, tmp_path, timeout):
+    prefix = str(tmp_path / "run") + os.sep
+    proc = subprocess.run([sys.executable, str(ROOT / "train_ssd.py"), *recipe, "--dataset-root", str(data),
+                           "--save-prefix", prefix], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return prefix
+
+
+def test_small_trained_model_finds_the_shapes(tmp_path):
+    """train_ssd.py trains a small detector from scratch (about two minutes); at the demo's default threshold
+    the demo finds most shapes of the val split, in original image pixels, with their class."""
+    from gluon_ssd.data import write_synthetic_dataset
+
+    data = tmp_path / "shapes"
+    write_synthetic_dataset(str(data), 512, 64, seed=0, progress=False, **SMALL_SHAPES)
+    prefix = _train(SMALL_RECIPE, data, tmp_path, timeout=1200)
+    # Measured: 0.76 of the shapes found, 0.82 of the detections hits. The untrained network sprays 100 boxes
+    # per image over it: 0.73 found but 0.02 hits, so the hit rate is what fails it.
+    _assert_detections_on_shapes(data, SMALL_MODEL, f"{prefix}{SMALL_MODEL}_best.params", 128, tmp_path,
+                                 thresh=0.5, found_min=0.6, hits_min=0.7)
 
 
 @pytest.mark.slow
@@ -530,8 +564,9 @@ def test_trained_synthetic_model_finds_the_shapes(tmp_path):
     """train_ssd.py trains the learning recipe from scratch; the demo finds the shapes of the val split."""
     if os.environ.get(LONG_TESTS) != "1":
         pytest.skip(f"trains an SSD from scratch for about 19 minutes on 2 cores: set {LONG_TESTS}=1 to run it")
-    data, prefix = tmp_path / "shapes", str(tmp_path / "run") + os.sep
-    proc = subprocess.run([sys.executable, str(ROOT / "train_ssd.py"), *LEARNING_RECIPE, "--dataset-root", str(data),
-                           "--save-prefix", prefix], cwd=ROOT, capture_output=True, text=True, timeout=7200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_detections_on_shapes(data, f"{prefix}{SYNTHETIC_MODEL}_best.params", tmp_path)
+    data = tmp_path / "shapes"
+    prefix = _train(LEARNING_RECIPE, data, tmp_path, timeout=7200)
+    # A from-scratch model at mAP 0.83 is under-confident: measured 0.74 found and 0.84 hits at 0.4, 0.66
+    # found at 0.5.
+    _assert_detections_on_shapes(data, LEARNING_MODEL, f"{prefix}{LEARNING_MODEL}_best.params", 256, tmp_path,
+                                 thresh=0.4, found_min=0.7, hits_min=0.7)

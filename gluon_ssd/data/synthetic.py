@@ -146,6 +146,7 @@ def render_synthetic_image(
     max_object_size: int = 160,
     max_objects: int = 6,
     clean: bool = False,
+    classes: Sequence[str] = SHAPE_CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image and its exact boxes.
 
@@ -162,6 +163,8 @@ def render_synthetic_image(
         Each image gets 1..max_objects shapes (fewer when placement fails).
     clean : bool
         Flat grey background, no stray lines, no pixel noise (for tests of box tightness).
+    classes : sequence of str
+        The shapes to draw, drawn uniformly (any of :data:`SHAPE_CLASSES`, each once).
 
     Returns
     -------
@@ -169,7 +172,7 @@ def render_synthetic_image(
         (H, W, 3) uint8 RGB.
     label : np.ndarray
         (K, 5) int64 rows ``[x1, y1, x2, y2, class]``, 0-based inclusive pixel corners of each shape's
-        visible pixels; class indexes :data:`SHAPE_CLASSES`.
+        visible pixels; class indexes ``classes``.
     """
     w, h = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
     img = np.full((h, w, 3), _CLEAN_BACKGROUND, np.float32) if clean else _background(w, h, rng)
@@ -177,11 +180,11 @@ def render_synthetic_image(
     visible = np.zeros(max_objects, np.int64)
     drawn = np.zeros(max_objects, np.int64)
     boxes = np.zeros((0, 4), np.int64)
-    classes: list[int] = []
+    kinds: list[int] = []
     colours: list[int] = []
     top = max(min_object_size, min(max_object_size, int(0.6 * min(w, h))))
     for _ in range(int(rng.integers(1, max_objects + 1))):
-        cls = int(rng.integers(len(SHAPE_CLASSES)))
+        cls = int(rng.integers(len(classes)))
         for _try in range(_PLACEMENT_TRIES):
             side = np.exp(rng.uniform(np.log(min_object_size), np.log(top)))
             aspect = np.sqrt(rng.uniform(0.75, 1.33))
@@ -191,7 +194,7 @@ def render_synthetic_image(
             box = np.array([x0, y0, x0 + bw - 1, y0 + bh - 1])
             if len(boxes) and _pairwise_iou(box, boxes).max() > _MAX_IOU:
                 continue
-            mask = _shape_mask(SHAPE_CLASSES[cls], bw, bh, rng).astype(bool)
+            mask = _shape_mask(classes[cls], bw, bh, rng).astype(bool)
             region = owner[y0:y0 + bh, x0:x0 + bw]
             covered = np.bincount(region[mask] + 1, minlength=len(boxes) + 1)[1:]
             if np.any(visible[: len(boxes)] - covered < (1 - _MAX_COVER) * drawn[: len(boxes)]):
@@ -211,21 +214,21 @@ def render_synthetic_image(
             visible[: len(boxes)] -= covered
             visible[len(boxes)] = drawn[len(boxes)] = int(mask.sum())
             boxes = np.vstack([boxes, box])
-            classes.append(cls)
+            kinds.append(cls)
             break
     if not clean:
         img += rng.uniform(0, 10) * rng.standard_normal((h, w, 3), dtype=np.float32)
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    tight = np.zeros((len(classes), 5), np.int64)
+    tight = np.zeros((len(kinds), 5), np.int64)
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         ys, xs = np.nonzero(owner[y0:y1 + 1, x0:x1 + 1] == k)
-        tight[k] = (x0 + xs.min(), y0 + ys.min(), x0 + xs.max(), y0 + ys.max(), classes[k])
+        tight[k] = (x0 + xs.min(), y0 + ys.min(), x0 + xs.max(), y0 + ys.max(), kinds[k])
     return image, tight
 
 
-def _voc_xml(image_id: str, width: int, height: int, label: np.ndarray) -> str:
+def _voc_xml(image_id: str, width: int, height: int, label: np.ndarray, classes: Sequence[str]) -> str:
     objects = "".join(
-        f"\t<object>\n\t\t<name>{SHAPE_CLASSES[c]}</name>\n\t\t<pose>Unspecified</pose>\n"
+        f"\t<object>\n\t\t<name>{classes[c]}</name>\n\t\t<pose>Unspecified</pose>\n"
         f"\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
         f"\t\t\t<xmin>{x1 + 1}</xmin>\n\t\t\t<ymin>{y1 + 1}</ymin>\n"
         f"\t\t\t<xmax>{x2 + 1}</xmax>\n\t\t\t<ymax>{y2 + 1}</ymax>\n\t\t</bndbox>\n\t</object>\n"
@@ -252,6 +255,7 @@ def write_synthetic_dataset(
     max_object_size: int = 160,
     max_objects: int = 6,
     clean: bool = False,
+    classes: Sequence[str] = SHAPE_CLASSES,
     jpeg_quality: int = 90,
     progress: bool = True,
 ) -> dict:
@@ -266,8 +270,8 @@ def write_synthetic_dataset(
     seed : int
         Image ``i`` of split ``s`` is drawn from ``np.random.default_rng([seed, s, i])`` (s = 0 train,
         1 val), so it does not depend on the other counts.
-    min_size, max_size, min_object_size, max_object_size, max_objects, clean
-        See :func:`render_synthetic_image`.
+    min_size, max_size, min_object_size, max_object_size, max_objects, clean, classes
+        See :func:`render_synthetic_image`; ``classes`` is also the class list written to classes.txt.
     jpeg_quality : int
         JPEG quality; ``clean=True`` writes quality 100 without chroma subsampling instead.
     progress : bool
@@ -290,6 +294,10 @@ def write_synthetic_dataset(
         raise ValueError(f"max_object_size ({max_object_size}) must be >= min_object_size {min_object_size}")
     if min_object_size > min_size:
         raise ValueError(f"min_object_size ({min_object_size}) must not exceed min_size ({min_size})")
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in SHAPE_CLASSES]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes {list(classes)}: give distinct names among {', '.join(SHAPE_CLASSES)}")
     if clean:
         params = [cv2.IMWRITE_JPEG_QUALITY, 100, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
@@ -298,14 +306,14 @@ def write_synthetic_dataset(
     out = os.fspath(out)
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
-    counts = np.zeros(len(SHAPE_CLASSES), np.int64)
+    counts = np.zeros(len(classes), np.int64)
     bar = tqdm(total=n_train + n_val, desc="synthetic", unit="img", disable=not progress, file=sys.stderr)
     for split_code, (split, n) in enumerate((("train", n_train), ("val", n_val))):
         ids = [f"{split}_{i:06d}" for i in range(n)]
         for i, image_id in enumerate(ids):
             rng = np.random.default_rng([seed, split_code, i])
             image, label = render_synthetic_image(
-                rng, min_size, max_size, min_object_size, max_object_size, max_objects, clean
+                rng, min_size, max_size, min_object_size, max_object_size, max_objects, clean, classes
             )
             ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], params)
             if not ok:
@@ -313,16 +321,16 @@ def write_synthetic_dataset(
             with open(os.path.join(out, "JPEGImages", f"{image_id}.jpg"), "wb") as f:
                 f.write(buf.tobytes())
             with open(os.path.join(out, "Annotations", f"{image_id}.xml"), "w", encoding="utf-8") as f:
-                f.write(_voc_xml(image_id, image.shape[1], image.shape[0], label))
-            counts += np.bincount(label[:, 4], minlength=len(SHAPE_CLASSES))
+                f.write(_voc_xml(image_id, image.shape[1], image.shape[0], label, classes))
+            counts += np.bincount(label[:, 4], minlength=len(classes))
             bar.update(1)
         with open(os.path.join(out, "ImageSets", "Main", f"{split}.txt"), "w") as f:
             f.write("".join(f"{i}\n" for i in ids))
     bar.close()
     with open(os.path.join(out, "classes.txt"), "w") as f:
-        f.write("".join(f"{c}\n" for c in SHAPE_CLASSES))
+        f.write("".join(f"{c}\n" for c in classes))
     summary = {"root": out, "train": n_train, "val": n_val,
-               "objects": dict(zip(SHAPE_CLASSES, counts.tolist()))}
+               "objects": dict(zip(classes, counts.tolist()))}
     logger.info("wrote synthetic dataset %s", summary)
     return summary
 
@@ -339,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--min-object-size", type=int, default=40, help="smallest shape box side (default 40)")
     p.add_argument("--max-object-size", type=int, default=160, help="largest shape box side (default 160)")
     p.add_argument("--max-objects", type=int, default=6, help="most shapes per image (default 6)")
+    p.add_argument("--classes", default=",".join(SHAPE_CLASSES),
+                   help=f"comma-separated shapes to draw (default: all, {','.join(SHAPE_CLASSES)})")
     p.add_argument("--jpeg-quality", type=int, default=90)
     p.add_argument("--clean", action="store_true", help="flat background, no noise (for checks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -347,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return write_synthetic_dataset(
         a.out, a.train, a.val, a.seed, min_size=a.min_size, max_size=a.max_size,
         min_object_size=a.min_object_size, max_object_size=a.max_object_size, max_objects=a.max_objects,
-        clean=a.clean, jpeg_quality=a.jpeg_quality, progress=not a.no_progress,
+        clean=a.clean, classes=[c.strip() for c in a.classes.split(",") if c.strip()],
+        jpeg_quality=a.jpeg_quality, progress=not a.no_progress,
     )
 
 
