@@ -5,11 +5,15 @@ CPU comparison (needs mxnet; same run, interleaved, same weights and inputs):
     python bench/bench_torch_inference.py                       # 4 models, batch 1 and 8
     python bench/bench_torch_inference.py --models ssd_300_vgg16_atrous_voc --batches 1 --repeat 5
 
-It times gluon_ssd hybridized with static_alloc/static_shape and three PyTorch variants: ``torch``
-(eval, inference_mode), ``torch-cl-fused`` (channels_last memory and BatchNorm folded into the convs)
-and ``torchscript-opt`` (``torch.jit.optimize_for_inference`` of the scripted model: frozen, oneDNN
-conv+ReLU fusion). Images/s counts whole detections (network + decode + NMS) on random inputs; the
-ratio column is PyTorch images/s over gluon_ssd images/s.
+It times gluon_ssd hybridized with static_alloc/static_shape and PyTorch variants: ``backend`` (exactly
+what ``eval_ssd.py/demo_ssd.py --backend torch`` run: ``convert.inference.predict`` on the ``prepare``d
+model), ``torch`` (eval, inference_mode), ``torch-cl-fused`` (channels_last memory and BatchNorm folded
+into the convs), ``torchscript-opt`` (``torch.jit.optimize_for_inference`` of the scripted model: frozen,
+oneDNN conv+ReLU fusion) and ``torch-compile`` (``torch.compile``, inductor with freezing; compiled during
+the warm-up calls, about 30 s per model and input shape on two cores). On CPU the PyTorch variants take a
+batch ``--micro-batch`` images per call (default ``convert.inference.CPU_MICRO_BATCH``, as ``predict``
+does; 0: the whole batch in one call). Images/s counts whole detections (network + decode + NMS) on random
+inputs; the ratio column is PyTorch images/s over gluon_ssd images/s.
 
 For a machine without mxnet (a GPU box with torch only), first write model descriptions with seeded
 weights (rebuilt bit for bit from the seed there, so no large files travel) and gluon_ssd's outputs
@@ -26,7 +30,9 @@ device in the given dtype, and prints the differences to gluon_ssd's outputs (sa
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
+import logging
 import os
 import platform
 import statistics
@@ -40,7 +46,15 @@ import gluon_ssd._env  # noqa: E402,F401,I001  (thread settings before mxnet or 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from convert.inference import DTYPES, autocast, fuse_batchnorm, resolve_device  # noqa: E402
+from convert.inference import (  # noqa: E402
+    CPU_MICRO_BATCH,
+    DTYPES,
+    autocast,
+    fuse_batchnorm,
+    predict,
+    prepare,
+    resolve_device,
+)
 from convert.mapping import load_torch_model  # noqa: E402
 from convert.model import SSD  # noqa: E402
 
@@ -53,9 +67,12 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def torch_variants(model: SSD, device: torch.device, dtype: str, names) -> dict:
-    """{variant: callable(x) -> detections} for the PyTorch twin."""
+def torch_variants(model: SSD, device: torch.device, dtype: str, names, micro_batch: int = CPU_MICRO_BATCH) -> dict:
+    """{variant: callable(x) -> detections} for the PyTorch twin (``backend`` splits its batch itself)."""
     variants = {}
+    if "backend" in names and device.type == "cpu":
+        served = prepare(copy.deepcopy(model), device)
+        variants["backend"] = lambda x, m=served: predict(m, x, micro_batch=micro_batch)
     if "torch" in names:
         plain = model.to(device).eval()
         variants["torch"] = plain
@@ -65,6 +82,14 @@ def torch_variants(model: SSD, device: torch.device, dtype: str, names) -> dict:
     if "torchscript-opt" in names and dtype in ("fp32", "tf32"):
         scripted = torch.jit.script(fuse_batchnorm(model).to(device).eval())
         variants["torchscript-opt"] = torch.jit.optimize_for_inference(scripted)
+    if "torch-compile" in names:
+        import torch._inductor.config as inductor_config
+
+        # Weights as constants: inductor folds BatchNorm into the convolutions and prepacks them for oneDNN.
+        inductor_config.freezing = True
+        # NMS's data-dependent loop breaks the graph (by design); dynamo would warn about it on every shape.
+        torch._logging.set_logs(dynamo=logging.ERROR)
+        variants["torch-compile"] = torch.compile(copy.deepcopy(model).to(device).eval())
     return variants
 
 
@@ -97,9 +122,10 @@ def _run_gluon(net, mx, x):
     return out
 
 
-def _run_torch_cpu(fn, x):
+def _run_torch_cpu(fn, micro_batch, x):
     with torch.inference_mode():
-        return fn(torch.from_numpy(x))
+        images = torch.from_numpy(x)
+        return [fn(part) for part in (images.split(micro_batch) if micro_batch > 0 else [images])]
 
 
 def _run_torch_device(fn, device, dtype, x):
@@ -141,11 +167,12 @@ def bench_cpu(args) -> int:
             model = _converted(name, net, folder)
             net.hybridize(static_alloc=True, static_shape=True)
             size = model.spec.base_size
-            variants = torch_variants(model, torch.device("cpu"), "fp32", args.variants)
+            variants = torch_variants(model, torch.device("cpu"), "fp32", args.variants, args.micro_batch)
             for batch in args.batches:
                 make_input = functools.partial(_numpy_batch, np.random.default_rng(batch), (batch, 3, size, size))
                 fns = {"gluon_ssd": functools.partial(_run_gluon, net, mx),
-                       **{k: functools.partial(_run_torch_cpu, v) for k, v in variants.items()}}
+                       **{k: functools.partial(_run_torch_cpu, v, 0 if k == "backend" else args.micro_batch)
+                          for k, v in variants.items()}}
                 secs = time_calls(fns, make_input, args.repeat, args.warmup, lambda: None)
                 base = batch / secs["gluon_ssd"]
                 for key, sec in secs.items():
@@ -153,6 +180,7 @@ def bench_cpu(args) -> int:
                     print(f"{name:<28} bs{batch:<3} {key:<16} {batch / sec:8.2f} img/s  "
                           f"ratio {(batch / sec) / base:5.2f}", flush=True)
     print()
+    print(f"PyTorch variants in micro-batches of {args.micro_batch or 'the whole batch'} image(s)")
     print("| model | batch | implementation | images/s | ratio vs gluon_ssd |")
     print("|---|---|---|---|---|")
     for name, batch, key, ips, ratio in rows:
@@ -302,7 +330,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default=None, help="default 1,8 on CPU, 1,32,64 on CUDA")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--variants", default="torch,torch-cl-fused,torchscript-opt")
+    parser.add_argument("--variants", default="backend,torchscript-opt,torch-compile",
+                        help="any of backend (CPU only), torch, torch-cl-fused, torchscript-opt, torch-compile")
+    parser.add_argument("--micro-batch", type=int, default=CPU_MICRO_BATCH,
+                        help=f"CPU: images per PyTorch call (default {CPU_MICRO_BATCH}; 0: the whole batch)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
