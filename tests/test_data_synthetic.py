@@ -155,3 +155,13 @@ def test_bad_arguments(tmp_path, kwargs, match):
     args = dict(n_train=1, n_val=1, seed=0, progress=False) | kwargs
     with pytest.raises(ValueError, match=match):
         write_synthetic_dataset(tmp_path, **args)
+
+
+def test_cli_subset_and_bad_class(tmp_path, capsys):
+    from gluon_ssd.data.synthetic import main
+
+    main(["--out", str(tmp_path / "ok"), "--train", "2", "--val", "0", "--classes", "ring, square", "--no-progress"])
+    assert (tmp_path / "ok" / "classes.txt").read_text().split() == ["ring", "square"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "bad"), "--train", "1", "--classes", "circle,hexagon", "--no-progress"])
+    assert exit_info.value.code == 2 and "hexagon" in capsys.readouterr().err

@@ -5,7 +5,7 @@
     DIR/JPEGImages/{train,val}_NNNNNN.jpg
     DIR/Annotations/{train,val}_NNNNNN.xml     VOC XML, 1-based inclusive pixel boxes, difficult 0
     DIR/ImageSets/Main/train.txt, val.txt
-    DIR/classes.txt                            circle, square, triangle, cross, ring
+    DIR/classes.txt                            circle, square, triangle, cross, ring (or the --classes subset)
 
 which :class:`gluon_ssd.data.CustomVOCDetection` reads. Images are 200-400 px a side (any aspect ratio
 in that range) with 1-6 filled shapes of 40-160 px (from 10% of the short side, where SSD's smallest
@@ -354,12 +354,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return write_synthetic_dataset(
-        a.out, a.train, a.val, a.seed, min_size=a.min_size, max_size=a.max_size,
-        min_object_size=a.min_object_size, max_object_size=a.max_object_size, max_objects=a.max_objects,
-        clean=a.clean, classes=[c.strip() for c in a.classes.split(",") if c.strip()],
-        jpeg_quality=a.jpeg_quality, progress=not a.no_progress,
-    )
+    try:
+        return write_synthetic_dataset(
+            a.out, a.train, a.val, a.seed, min_size=a.min_size, max_size=a.max_size,
+            min_object_size=a.min_object_size, max_object_size=a.max_object_size, max_objects=a.max_objects,
+            clean=a.clean, classes=[c.strip() for c in a.classes.split(",") if c.strip()],
+            jpeg_quality=a.jpeg_quality, progress=not a.no_progress,
+        )
+    except ValueError as err:
+        p.error(str(err))  # exits 2 with the usage line
 
 
 if __name__ == "__main__":
