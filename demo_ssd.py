@@ -30,8 +30,8 @@ import os
 import sys
 
 import gluon_ssd._env  # noqa: F401  (before mxnet)
+from gluon_ssd.data.custom import IMAGE_EXTS  # noqa: E402
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 # Formats an annotated image is written in: the input's, when OpenCV can write it, else PNG.
 _WRITE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -86,7 +86,11 @@ def parse_args(argv=None):
                    help=f"inference backend (available: {', '.join(sorted(BACKENDS))}; default: %(default)s)")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16"),
+    p.add_argument("--deploy", action="store_true",
+                   help="run an exported model (--model-prefix), float32 or int8 (gluon_ssd.export, eval_ssd.py "
+                        "--calibration); its classes come from PREFIX-meta.json or --classes")
+    p.add_argument("--model-prefix", default=None, help="prefix of the exported model for --deploy")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                    help="--backend torch: network precision (default: %(default)s)")
     p.add_argument("--show", action="store_true", help="also show each annotated image in a window")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
@@ -121,6 +125,11 @@ def check_args(args):
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if not 0.0 <= args.thresh <= 1.0:
         raise UsageError(f"--thresh must be in [0, 1], got {args.thresh}")
+    if args.deploy and not args.model_prefix:
+        raise UsageError("--deploy needs --model-prefix PREFIX (PREFIX-symbol.json and PREFIX-0000.params)")
+    if args.deploy and args.backend != "mxnet":
+        raise UsageError("--deploy runs an MXNet export; for the twin's int8 graph use --backend torch "
+                         "--pretrained MODEL-int8.onnx")
     if not args.images and not args.video:
         raise UsageError("nothing to do: give --images and/or --video")
 
@@ -257,10 +266,13 @@ def run(args):
     except ValueError as err:
         raise UsageError(str(err)) from None
     try:
-        detector = predict.load_detector(
-            args.backend, network=args.network, pretrained=predict.parse_pretrained(args.pretrained),
-            classes=classes, ctx=ctx, nms_thresh=args.nms_thresh, nms_topk=args.topk,
-            **options)
+        if args.deploy:
+            detector = predict.load_deployed_detector(args.model_prefix, classes, ctx)
+        else:
+            detector = predict.load_detector(
+                args.backend, network=args.network, pretrained=predict.parse_pretrained(args.pretrained),
+                classes=classes, ctx=ctx, nms_thresh=args.nms_thresh, nms_topk=args.topk,
+                **options)
     except ModelStoreError as err:
         raise UsageError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:

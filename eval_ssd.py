@@ -15,8 +15,14 @@ with the dataset's classes), or a full zoo name given to --network. Outputs in -
 (precision/recall of every class), and for the COCO metric ``coco_detections.json`` (the detections in
 COCO results format). --benchmark measures img/s on random input instead (``benchmark.json``).
 
-Differences from GluonCV: the last partial batch is evaluated (GluonCV's loader drops it); int8
-(--quantized, --calibration) is not supported.
+int8 on the CPU, GluonCV's flags: ``--calibration`` quantizes the model with MXNet's own flow (the first
+--num-calib-batches batches of the validation loader, --calib-mode, --quantized-dtype), writes it to
+``{out-dir}/model/{name}-quantized-{calib-mode}`` and evaluates it; ``--quantized`` evaluates GluonCV's
+int8 model ``{name}_int8``; ``--deploy --model-prefix P`` evaluates any exported model, int8 included.
+``--backend torch --dtype int8`` calibrates the PyTorch twin on the same images (ONNX Runtime int8).
+
+Differences from GluonCV: the last partial batch is evaluated (GluonCV's loader drops it); --calibration
+evaluates the quantized model after writing it (GluonCV stops there).
 
 Exit status: 0 on success, 2 for bad input (flags, dataset, model, results file), 130 when interrupted.
 """
@@ -60,7 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--deploy", action="store_true",
                    help="evaluate an exported model (--model-prefix)-symbol.json / -0000.params")
     p.add_argument("--model-prefix", default=None, help="prefix of the exported model for --deploy")
-    p.add_argument("--quantized", action="store_true", help="int8 models: not supported")
+    p.add_argument("--quantized", action="store_true",
+                   help="evaluate GluonCV's int8 model {name}_int8 (VOC vgg16_atrous 300/512, resnet50_v1 512, "
+                        "mobilenet1.0 512; CPU)")
     p.add_argument("--data-shape", type=int, default=300, help="input size (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per batch, times --num-gpus when > 0 (default: %(default)s)")
@@ -99,25 +107,47 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="mxnet", help="inference backend (default: %(default)s)")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu or cuda[:N] (MXNet uses --num-gpus) (default: %(default)s)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16"),
-                   help="--backend torch: network precision (fp16/bf16 autocast; post-processing stays float32) "
-                        "(default: %(default)s)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
+                   help="--backend torch: network precision (fp16/bf16 autocast; int8: ONNX Runtime, calibrated "
+                        "like --calibration, CPU; post-processing stays float32) (default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the precision/recall curves")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
-    # Accepted for GluonCV compatibility; int8 quantization is rejected in check_args.
-    p.add_argument("--calibration", action="store_true", help="int8 calibration: not supported")
-    p.add_argument("--num-calib-batches", type=int, default=5, help=argparse.SUPPRESS)
-    p.add_argument("--quantized-dtype", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--calib-mode", default="naive", help=argparse.SUPPRESS)
+    p.add_argument("--calibration", action="store_true",
+                   help="quantize to int8 (MXNet, CPU), write the model to OUT_DIR/model/ and evaluate it")
+    p.add_argument("--num-calib-batches", type=int, default=5,
+                   help="validation batches used for calibration (default: %(default)s)")
+    p.add_argument("--quantized-dtype", default="auto", choices=("auto", "int8", "uint8"),
+                   help="int8 activations: auto (uint8 after ReLU), int8 or uint8 (default: %(default)s)")
+    p.add_argument("--quantize-heads", action="store_true",
+                   help="--calibration: quantize the prediction heads too (GluonCV's exact graph; measured to "
+                        "cost several mAP points, so by default they stay float32)")
+    p.add_argument("--calib-mode", default="naive", choices=("naive", "entropy", "none"),
+                   help="naive (min/max), entropy (KL thresholds) or none (ranges at run time) "
+                        "(default: %(default)s)")
     return p.parse_args(argv)
 
 
 def check_args(args):
-    if args.quantized or args.calibration:
-        flag = "--quantized" if args.quantized else "--calibration"
-        raise UsageError(f"{flag} (int8 models) is not supported by gluon-ssd; evaluate the float32 model "
-                         "without it")
+    int8 = [f for f, on in (("--quantized", args.quantized), ("--calibration", args.calibration),
+                            ("--dtype int8", args.dtype == "int8")) if on]
+    if len(int8) > 1:
+        raise UsageError(f"{' and '.join(int8)}: give one way to run int8")
+    if int8 and args.num_gpus > 0:
+        raise UsageError(f"{int8[0]}: int8 inference runs on the CPU only (oneDNN / ONNX Runtime kernels); "
+                         "drop --num-gpus")
+    if int8 and args.device != "cpu":
+        raise UsageError(f"{int8[0]}: int8 inference runs on the CPU only; use --device cpu")
+    if (args.quantized or args.calibration) and args.backend != "mxnet":
+        raise UsageError(f"{int8[0]} is MXNet's int8 flow; for the PyTorch twin use --backend torch --dtype int8")
+    if (args.calibration or args.dtype == "int8") and args.num_calib_batches < 1:
+        raise UsageError(f"--num-calib-batches must be at least 1 to calibrate, got {args.num_calib_batches}")
+    if args.dtype == "int8" and args.backend == "mxnet":
+        raise UsageError("--dtype int8 quantizes the PyTorch twin (--backend torch); MXNet's int8 is --calibration")
+    if args.dtype == "int8" and args.calib_mode == "none":
+        raise UsageError("--dtype int8 calibrates the twin: --calib-mode naive or entropy")
+    if args.deploy and (args.quantized or args.calibration):
+        raise UsageError(f"--deploy evaluates an exported model as it is; drop {int8[0]}")
     for name in ("data_shape", "batch_size", "num_iterations"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -243,33 +273,16 @@ def default_metric(args, dataset) -> str:
 
 
 # --------------------------------------------------------------------------------------------- model
-def _file_class_count(path, name, classes):
-    """Number of classes of the SSD in parameter file ``path`` (from its first class head), or None when
-    the file is not of this architecture (loading then says what does not fit)."""
-    from gluon_ssd import params
-    from gluon_ssd.model_zoo import build_ssd
-
-    net = build_ssd(name, classes=classes)
-    loaded = params.to_structural(net, params.read_param_file(path), path)
-    weight = loaded.get("class_predictors.0.predictor.weight")
-
-    def body(keys):
-        return {k for k in keys if not k.startswith("class_predictors.")}
-
-    if weight is None or body(loaded) != body(net._collect_params_with_prefix()):
-        return None
-    return int(weight.shape[0]) // net.anchor_generators[0].num_depth - 1
-
-
 def build_model(args, name, classes, ctx):
     """The model to evaluate: a detector of the --backend (see gluon_ssd.predict), or the exported block
     of --deploy. Other backends plug in through ``gluon_ssd.predict.BACKENDS``."""
     from gluon_ssd import predict
     from gluon_ssd.model_store import ModelStoreError
     from gluon_ssd.model_zoo import get_spec
+    from gluon_ssd.params import file_class_count
 
     if args.deploy:
-        return _load_deployed(args.model_prefix, ctx)
+        return _load_deployed(args.model_prefix, ctx, classes)
     if args.backend not in predict.BACKENDS:
         raise UsageError(f"--backend {args.backend!r} is not available; choose from "
                          f"{', '.join(sorted(predict.BACKENDS))}")
@@ -290,7 +303,7 @@ def build_model(args, name, classes, ctx):
             raise UsageError(f"parameter file not found: {pretrained}; pass an existing .params file or "
                              "--pretrained True for the published weights")
         try:
-            n_file = _file_class_count(pretrained, name, classes if custom else None)
+            n_file = file_class_count(pretrained, name, classes if custom else None)
         except ValueError as err:
             raise UsageError(str(err)) from None
         if n_file is not None and n_file != len(classes):
@@ -299,8 +312,11 @@ def build_model(args, name, classes, ctx):
                 f"dataset has {len(classes)} classes {list(classes)}: evaluate a model trained on this "
                 "dataset's classes" + (" (a custom model takes its classes from the dataset: check "
                                        "--classes-file)" if custom else ""))
+    if args.quantized:
+        return _load_gluoncv_int8(name, pretrained, args)
     try:
-        options = predict.backend_options(args.backend, args.device, args.dtype, mxnet_gpus_flag="--num-gpus")
+        dtype = "fp32" if args.dtype == "int8" else args.dtype  # the twin is quantized after loading
+        options = predict.backend_options(args.backend, args.device, dtype, mxnet_gpus_flag="--num-gpus")
     except ValueError as err:
         raise UsageError(str(err)) from None
     try:
@@ -314,21 +330,67 @@ def build_model(args, name, classes, ctx):
         raise UsageError(f"cannot load {name}: {err}") from None
 
 
-def _load_deployed(prefix, ctx):
-    import mxnet as mx
+def _load_deployed(prefix, ctx, classes):
+    from gluon_ssd.deploy import load_exported
 
-    sym_file, params_file = f"{prefix}-symbol.json", f"{prefix}-0000.params"
-    missing = [f for f in (sym_file, params_file) if not os.path.isfile(f)]
-    if missing:
-        raise UsageError(f"--deploy: {', '.join(missing)} not found; --model-prefix PREFIX needs "
-                         "PREFIX-symbol.json and PREFIX-0000.params (gluon_ssd.export writes them)")
     try:
-        net = mx.gluon.SymbolBlock.imports(sym_file, ["data"], params_file, ctx=ctx)
-    except (mx.base.MXNetError, ValueError, AssertionError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"--deploy: cannot import {sym_file} with {params_file}: {first}") from None
-    net.hybridize(static_alloc=True, static_shape=True)
-    return net
+        return load_exported(prefix, ctx=ctx[0], classes=classes)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"--deploy --model-prefix {prefix}: {err}") from None
+
+
+def _load_gluoncv_int8(name, pretrained, args):
+    from gluon_ssd.model_store import ModelStoreError
+    from gluon_ssd.quantization import INT8_MODELS, get_int8_model
+
+    int8_name = f"{name}_int8"
+    if int8_name not in INT8_MODELS:
+        raise UsageError(f"--quantized: GluonCV has no int8 version of {name} (it has "
+                         f"{', '.join(INT8_MODELS)}); quantize this model yourself with --calibration")
+    try:
+        return get_int8_model(int8_name, pretrained=pretrained)
+    except ModelStoreError as err:
+        raise UsageError(f"{err} (or pass the float32 file: --pretrained PATH)") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(f"--quantized {int8_name}: {err}") from None
+
+
+def quantize_model(args, model, name, dataset, out_dir):
+    """--calibration (MXNet) or --backend torch --dtype int8 (the twin): calibrate on the first
+    --num-calib-batches validation batches (random images for --benchmark), write the int8 model under
+    OUT_DIR/model/, return it."""
+    import numpy as np
+
+    from gluon_ssd.eval import calibration_batches
+
+    if dataset is None:
+        rng = np.random.default_rng(0)
+        shape = (args.batch_size, 3, args.data_shape, args.data_shape)
+        batches = [rng.uniform(-2, 2, shape).astype(np.float32) for _ in range(args.num_calib_batches)]
+    else:
+        batches = calibration_batches(dataset, args.data_shape, args.batch_size, args.num_calib_batches,
+                                      num_workers=args.num_workers)
+    examples = sum(len(b) for b in batches)
+    folder = os.path.join(out_dir, "model")
+    if args.calibration:
+        from gluon_ssd import export, quantize
+
+        try:
+            qnet = quantize(model.net, batches, calib_mode=args.calib_mode, num_calib_examples=examples,
+                            quantized_dtype=args.quantized_dtype, quantize_heads=args.quantize_heads)
+        except ValueError as err:
+            raise UsageError(f"--calibration: {err}") from None
+        prefix = os.path.join(folder, f"{name}-quantized-{args.calib_mode}")
+        sym_file, params_file = export(qnet, prefix, data_shape=(args.data_shape, args.data_shape))
+        print(f"wrote the int8 model ({args.calib_mode} calibration on {examples} images): {sym_file}, "
+              f"{params_file} (evaluate it again with --deploy --model-prefix {prefix})")
+        return qnet
+    from convert.lowp import load_int8_detector, quantize_twin
+
+    path = quantize_twin(model.model, batches, os.path.join(folder, f"{name}-int8-{args.calib_mode}.onnx"),
+                         calib_mode=args.calib_mode, num_calib_examples=examples, quantize_heads=args.quantize_heads)
+    print(f"wrote the int8 twin ({args.calib_mode} calibration on {examples} images): {path}")
+    return load_int8_detector(path, *_NMS)
 
 
 # ------------------------------------------------------------------------------------------- outputs
@@ -337,8 +399,9 @@ def _finite(value):
 
 
 def _write_json(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    from gluon_ssd.fileio import atomic_write
+
+    with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
 
@@ -351,8 +414,21 @@ def print_table(per_class, map_value, metric):
     print(f"{'mAP':<{width}}  {map_value:.4f}")
 
 
+def _precision(args) -> str:
+    if args.quantized or args.calibration or args.dtype == "int8":
+        return "int8"
+    return args.dtype if args.backend != "mxnet" else "fp32"
+
+
 def _settings(args, name, ctx):
-    return {"network": name, "backend": "deploy" if args.deploy else args.backend,
+    from gluon_ssd import cpu
+
+    int8 = {"calib_mode": args.calib_mode, "num_calib_batches": args.num_calib_batches,
+            "quantized_dtype": args.quantized_dtype, "quantize_heads": args.quantize_heads} \
+        if (args.calibration or args.dtype == "int8") else None
+    return {"network": name, "precision": _precision(args), "quantized": args.quantized, "calibration": int8,
+            "cpu": cpu.describe(), "cpu_features": cpu.vector_features(),
+            "backend": "deploy" if args.deploy else args.backend,
             "pretrained": None if args.deploy else args.pretrained, "deploy": args.deploy,
             "model_prefix": args.model_prefix, "data_shape": args.data_shape, "batch_size": args.batch_size,
             "num_workers": args.num_workers, "num_gpus": args.num_gpus, "ctx": [str(c) for c in ctx],
@@ -372,6 +448,7 @@ def _out_path(out_dir, name):
 
 # ---------------------------------------------------------------------------------------------- modes
 def run_benchmark(args, name, ctx, out_dir):
+    from gluon_ssd import cpu
     from gluon_ssd.classes import DATASET_CLASSES
     from gluon_ssd.eval.loop import benchmark
     from gluon_ssd.model_zoo import get_spec
@@ -389,11 +466,13 @@ def run_benchmark(args, name, ctx, out_dir):
         else:
             classes = DATASET_CLASSES[spec.dataset]
     model = build_model(args, name, classes, ctx)
+    if args.calibration or args.dtype == "int8":
+        model = quantize_model(args, model, name, None, out_dir)
     print(f"-----benchmarking on {name} -----")
     stats = benchmark(model, args.data_shape, batch_size=args.batch_size, num_iterations=args.num_iterations,
                       ctx=None, progress=not args.no_progress)
     print(f"Inference speed on {name}, with batchsize {args.batch_size} is "
-          f"{stats['images_per_second']:.2f} img/sec")
+          f"{stats['images_per_second']:.2f} img/sec ({_precision(args)}; CPU: {cpu.describe()})")
     record = {"mode": "benchmark", **stats, "settings": _settings(args, name, ctx)}
     path = _out_path(out_dir, "benchmark.json")
     _write_json(path, record)
@@ -441,6 +520,8 @@ def run_evaluation(args, name, dataset, ctx, out_dir):
     except ValueError as err:
         raise UsageError(f"--metric {metric_name}: {err}") from None
     model = build_model(args, name, dataset.classes, ctx)
+    if args.calibration or args.dtype == "int8":
+        model = quantize_model(args, model, name, dataset, out_dir)
     print(f"evaluating {name} on {len(dataset)} images of {args.dataset} "
           f"({args.splits or _DEFAULT_SPLITS[args.dataset]}), {_METRIC_TEXT[metric_name]}")
     try:

@@ -42,6 +42,22 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
         raise ValueError("--backend torch needs weights: a .params/.pth file or --pretrained True")
     if spec.dataset != "custom" and classes is not None:
         raise ValueError("--classes on a VOC/COCO network (a class subset) is supported by --backend mxnet only")
+    if isinstance(pretrained, str) and pretrained.endswith(".onnx"):
+        from .lowp import load_int8_detector
+
+        if dtype not in ("int8", "fp32") or resolve_device(device).type != "cpu":
+            raise ValueError(f"{pretrained} is an int8 ONNX Runtime graph: it runs on the CPU in int8 "
+                             "(--device cpu, --dtype int8)")
+        detector = load_int8_detector(pretrained, nms_thresh, nms_topk, post_nms)
+        if detector.meta["network"] != network:
+            raise ValueError(f"{pretrained} holds {detector.meta['network']}, not {network}")
+        if spec.dataset == "custom" and classes is not None and tuple(classes) != detector.classes:
+            raise ValueError(f"{pretrained} was quantized for the classes {list(detector.classes)}, not "
+                             f"{list(classes)}")
+        return detector
+    if dtype == "int8":
+        raise ValueError("--dtype int8 with --backend torch needs the int8 graph written by python -m convert "
+                         "--quantize int8 (--pretrained MODEL-int8.onnx), or eval_ssd.py, which calibrates")
     if isinstance(pretrained, str) and pretrained.endswith((".pth", ".pt")):
         model = load_torch_model(pretrained)
         if model.name and model.name != network:

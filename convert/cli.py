@@ -13,6 +13,8 @@ EXAMPLES = """examples:
       --out ssd_512_resnet50_v1_voc.pth --verify --torchscript r50.pt --onnx r50.onnx
   python -m convert --network ssd_300_vgg16_atrous_custom --classes cat,dog --params mine.params --out mine.pth
   python -m convert --reverse --params mine.pth --out mine.params
+  python -m convert --network ssd_512_mobilenet1.0_voc --params m.params --quantize int8 --calib-images val/ \
+      --out m-int8.onnx      # int8 twin (ONNX Runtime), calibrated on 8 images of val/ at 512x512
 """
 
 
@@ -41,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "project's shared test data)")
     parser.add_argument("--torchscript", metavar="OUT.pt", help="also write a scripted TorchScript model")
     parser.add_argument("--onnx", metavar="OUT.onnx", help="also write an ONNX model (opset 17; needs onnx)")
+    parser.add_argument("--quantize", choices=("int8",), help="write the twin's network as a calibrated int8 "
+                        "ONNX Runtime graph (to --out, default PARAMS-int8.onnx); needs --calib-images")
+    parser.add_argument("--calib-images", metavar="DIR", help="--quantize: a folder (or comma-separated files) of "
+                        "calibration photos, resized like evaluation (fixed --data-shape, ImageNet mean/std)")
+    parser.add_argument("--num-calib-images", type=int, default=8, help="--quantize: photos used (default 8)")
+    parser.add_argument("--calib-mode", default="naive", choices=("naive", "entropy"),
+                        help="--quantize: min/max (naive) or entropy ranges (default naive)")
+    parser.add_argument("--data-shape", type=int, help="--quantize: input size of the int8 graph (default the "
+                        "model's base size)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
 
@@ -69,6 +80,8 @@ def _forward(args) -> int:
     from .mapping import convert_gluon_file, save_torch_model
 
     _check_network(args.network)
+    if args.quantize:
+        return _quantize(args)
     if not (args.out or args.verify or args.torchscript or args.onnx):
         raise UsageError("nothing to do: pass --out OUT.pth and/or --verify, --torchscript, --onnx")
     if not os.path.isfile(args.params):
@@ -129,6 +142,58 @@ def _verify(model, args) -> int:
     failed = [c.name for c in checks if not c.passed]
     print("verification " + ("FAILED: " + ", ".join(failed) if failed else "passed"))
     return 1 if failed else 0
+
+
+def _calibration_photos(spec) -> list[str]:
+    from gluon_ssd.data.custom import IMAGE_EXTS
+
+    if spec is None:
+        raise UsageError("--quantize int8 needs --calib-images DIR (photos like those the model will see)")
+    if os.path.isdir(spec):
+        photos = sorted(os.path.join(spec, n) for n in os.listdir(spec) if n.lower().endswith(IMAGE_EXTS))
+    else:
+        photos = [p.strip() for p in spec.split(",") if p.strip()]
+    missing = [p for p in photos if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"--calib-images: no such file: {', '.join(missing[:3])}")
+    if not photos:
+        raise UsageError(f"--calib-images {spec}: no images found ({', '.join(IMAGE_EXTS)})")
+    return photos
+
+
+def _quantize(args) -> int:
+    import numpy as np
+
+    from gluon_ssd.data.custom import BadImageError, read_image
+    from gluon_ssd.predict import Preprocessor
+
+    from .lowp import quantize_twin
+    from .mapping import convert_gluon_file
+
+    if args.num_calib_images < 1:
+        raise UsageError(f"--num-calib-images must be at least 1, got {args.num_calib_images}")
+    if not os.path.isfile(args.params):
+        raise UsageError(f"--params {args.params}: no such file")
+    classes = _classes(args.classes)
+    if args.network.endswith("_custom") and classes is None:
+        raise UsageError(f"{args.network} is a custom model: pass its class names with --classes a,b,c")
+    photos = _calibration_photos(args.calib_images)[:args.num_calib_images]
+    model, _ = convert_gluon_file(args.network, args.params, classes=classes)
+    size = args.data_shape or model.spec.base_size
+    preprocess = Preprocessor(data_shape=size)
+    batch = []
+    for path in photos:
+        try:
+            batch.append(preprocess(read_image(path)))
+        except BadImageError as err:
+            raise UsageError(f"--calib-images: {err}") from None
+    out = args.out or os.path.splitext(args.params)[0] + "-int8.onnx"
+    if not out.endswith(".onnx"):
+        raise UsageError(f"--quantize writes an ONNX file: --out {out} should end in .onnx")
+    quantize_twin(model, [np.stack(batch)], out, calib_mode=args.calib_mode)
+    print(f"wrote {out}: {args.network} int8 (ONNX Runtime, {args.calib_mode} calibration on {len(batch)} images "
+          f"at {size}x{size}); run it with --backend torch --pretrained {out}")
+    return 0
 
 
 def _reverse(args) -> int:

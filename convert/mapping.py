@@ -169,19 +169,14 @@ def torch_to_gluon(model: SSD, state_dict, ignored=None) -> dict[str, np.ndarray
 
 def save_torch_model(model: SSD, path, ignored=None, source: str | None = None) -> str:
     """Write a self-describing .pth: the state dict plus what :func:`load_torch_model` needs."""
+    from gluon_ssd.fileio import atomic_path
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     payload = {"format": FORMAT, **model.describe(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "mxnet_ignored": dict(ignored or {}), "source": os.path.basename(source) if source else ""}
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

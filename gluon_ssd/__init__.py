@@ -1,7 +1,7 @@
 """gluon_ssd: GluonCV-exact SSD detectors in MXNet Gluon."""
 from . import _env  # noqa: F401  (must run before mxnet is imported)
 
-__all__ = ["get_model", "list_models", "export"]
+__all__ = ["get_model", "list_models", "export", "load_exported", "quantize"]
 __version__ = "0.1.0"
 
 
@@ -11,8 +11,12 @@ def __getattr__(name):
         from . import model_zoo
 
         return getattr(model_zoo, name)
-    if name == "export":
-        from .deploy import export
+    if name in ("export", "load_exported"):
+        from . import deploy
 
-        return export
+        return getattr(deploy, name)
+    if name == "quantize":
+        from .quantization import quantize
+
+        return quantize
     raise AttributeError(f"module 'gluon_ssd' has no attribute {name!r}")

@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 import zipfile
 
+from .fileio import atomic_path
+
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/"
@@ -124,6 +126,7 @@ def get_model_file(name: str, root=None, progress=True) -> str:
         if got != expected:
             raise ModelStoreError(f"the file downloaded from {url} has sha1 {got}, expected {expected}: "
                                   "it is corrupted or not the published one; nothing was cached")
-        shutil.move(os.path.join(tmp, member), path)
+        with atomic_path(path) as target:
+            shutil.move(os.path.join(tmp, member), target)
     log.info("downloaded %s to %s", name, path)
     return path

@@ -74,7 +74,9 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
 
     Parameters
     ----------
-    name : a name from :func:`list_models`, e.g. 'ssd_512_resnet50_v1_voc'.
+    name : a name from :func:`list_models`, e.g. 'ssd_512_resnet50_v1_voc', or one of GluonCV's int8
+        models ('ssd_512_mobilenet1.0_voc_int8', ...: see :func:`gluon_ssd.quantization.get_int8_model`,
+        which takes ``symbol_file=`` too).
     pretrained : False; True for GluonCV's published weights (model store); or a path to a
         parameter file (GluonCV's, in either key format, or ours).
     pretrained_base : True to start from the ImageNet backbone (model store), a path to a backbone
@@ -88,10 +90,14 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
 
     Returns
     -------
-    An initialized :class:`gluon_ssd.nn.SSD`.
+    An initialized :class:`gluon_ssd.nn.SSD` (an int8 ``SymbolBlock`` for the int8 names).
     """
     from . import model_store, params
 
+    if name.endswith("_int8"):
+        from .quantization import get_int8_model
+
+        return get_int8_model(name, pretrained=pretrained, root=root, ctx=ctx, **kwargs)
     ctx = ctx or mx.cpu()
     ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     spec = get_spec(name)

@@ -9,30 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import types
 
 import mxnet as mx
 import numpy as np
 
+from .fileio import atomic_path
+
 log = logging.getLogger(__name__)
 
 
 def atomic_save_ndarrays(path, arrays: dict):
-    """``mx.nd.save`` through a temp file in the same folder, fsync and rename: never a half file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".params", dir=folder)
-    os.close(fd)
-    try:
+    """``mx.nd.save`` through :func:`gluon_ssd.fileio.atomic_path`: never a half file, umask permissions."""
+    with atomic_path(path) as tmp:
         mx.nd.save(tmp, arrays)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_ssd_parameters(net, path):
@@ -60,6 +50,58 @@ def read_param_file(path) -> dict:
             key = key[4:]
         out[key] = value
     return out
+
+
+def file_class_count(path, network: str, classes=None) -> int | None:
+    """How many classes the SSD in parameter file ``path`` detects, read from its first class head.
+
+    The head of layer 0 has ``A * (classes + 1)`` output channels, ``A`` the anchors per location of that
+    layer; ``A`` is taken from the network itself (its first anchor generator), so every anchor layout
+    counts right: the 'ssd' layout has ``len(ratios) + 1`` anchors, the 'lite' one (ssd_300_mobilenet1.0_lite)
+    ``len(ratios)`` on layer 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An MXNet parameter file (any format :func:`load_ssd_parameters` reads).
+    network : str
+        The zoo model the file is expected to hold, e.g. 'ssd_300_mobilenet1.0_lite_coco'.
+    classes : sequence of str, optional
+        Classes to build ``network`` with (only the anchors matter; a '*_custom' model gets a placeholder
+        class when not given).
+
+    Returns
+    -------
+    int or None
+        The file's number of foreground classes; None when the file is not of ``network``'s architecture
+        (its parameters other than the class heads differ in names or shapes), so loading it would fail.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The file does not exist or is no MXNet parameter file; ``network`` is no zoo model.
+    """
+    from .model_zoo import build_ssd, get_spec
+
+    if classes is None and get_spec(network).dataset == "custom":
+        classes = ("object",)
+    net = build_ssd(network, classes=classes)
+    loaded = to_structural(net, read_param_file(path), path)
+    weight = loaded.get("class_predictors.0.predictor.weight")
+
+    infer_shapes(net)
+
+    def body(shapes):
+        return {k: tuple(v) for k, v in shapes.items() if not k.startswith("class_predictors.")}
+
+    ours = {k: p.shape for k, p in net._collect_params_with_prefix().items()}
+    if weight is None or body({k: v.shape for k, v in loaded.items()}) != body(ours):
+        return None
+    anchors = net.anchor_generators[0].num_depth
+    heads = int(weight.shape[0])
+    if heads % anchors:
+        return None
+    return heads // anchors - 1
 
 
 def _legacy_names(net) -> dict:

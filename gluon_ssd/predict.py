@@ -30,6 +30,7 @@ __all__ = [
     "backend_options",
     "detect_images",
     "detection_record",
+    "load_deployed_detector",
     "load_detector",
     "parse_pretrained",
 ]
@@ -145,7 +146,12 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
 
     from .classes import DATASET_CLASSES
     from .model_zoo import get_model, get_spec
+    from .quantization import INT8_MODELS, get_int8_model
 
+    if network in INT8_MODELS:  # GluonCV's int8 graphs: NMS baked in, the float32 model's classes
+        if classes is not None:
+            raise ValueError(f"{network} is a fixed int8 graph: it detects its own classes (drop --classes)")
+        return MXNetDetector(get_int8_model(network, pretrained=pretrained, ctx=mx.cpu()), mx.cpu())
     spec = get_spec(network)
     ctx = ctx or mx.cpu()
     classes = tuple(classes) if classes else None
@@ -177,6 +183,20 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     net.set_nms(nms_thresh, nms_topk, post_nms)
     if hybridize:
         net.hybridize()
+    return MXNetDetector(net, ctx)
+
+
+def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ctx=None) -> MXNetDetector:
+    """A model exported by :func:`gluon_ssd.export` (float32 or int8) as a detector; ``classes`` for exports
+    without a meta file."""
+    import mxnet as mx
+
+    from .deploy import load_exported
+
+    ctx = ctx[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
+    net = load_exported(prefix, ctx=ctx, classes=classes)
+    if not net.classes:
+        raise ValueError(f"{prefix} records no class names (no {prefix}-meta.json): pass them (--classes)")
     return MXNetDetector(net, ctx)
 
 

@@ -105,6 +105,32 @@ MODEL_SPECS: dict[str, SSDSpec] = {
 }
 
 
+def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
+    """The zoo model a (network, data shape, dataset) triple trains, as GluonCV's train script names it.
+
+    GluonCV names the model ``ssd_{data_shape}_{network}_{dataset}``; a data shape that is no base size
+    of the network (e.g. resnet50_v1 at 384) trains the nearest base size's architecture at that shape.
+    Custom datasets (any other ``dataset``) may use any dataset's architecture; the '_custom' row is
+    preferred.
+
+    Raises
+    ------
+    ValueError
+        No row of ``network`` (the message lists the networks), or none for ``dataset``.
+    """
+    kind = {"voc": "voc", "coco": "coco"}.get(dataset, "custom")
+    rows = {n: s for n, s in MODEL_SPECS.items() if s.backbone == network}
+    if not rows:
+        names = sorted({spec.backbone for spec in MODEL_SPECS.values()})
+        raise ValueError(f"unknown --network {network!r}; choose one of: {', '.join(names)}")
+    sizes = sorted({s.base_size for s in rows.values() if kind == "custom" or s.dataset == kind})
+    if not sizes:
+        raise ValueError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
+    base = min(sizes, key=lambda s: (abs(s - data_shape), s))
+    # ``base`` is the size of an existing row of an allowed dataset, so one of these names exists.
+    return next(f"ssd_{base}_{network}_{suffix}" for suffix in (kind, "voc", "coco")
+                if f"ssd_{base}_{network}_{suffix}" in rows)
+
 
 def anchor_shapes(sizes: tuple[float, float], ratios, index: int, kind: str = "ssd") -> np.ndarray:
     """Widths and heights of the anchors at one feature-map location.

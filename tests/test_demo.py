@@ -458,18 +458,6 @@ def test_save_image_round_trip(tmp_path):
 
 # ---- a model trained on the synthetic dataset ----------------------------------------------------
 
-# In the suite: a ResNet-18 SSD trained from scratch for two minutes on a small version of the synthetic
-# dataset (two shapes that look nothing alike, one or two per image, large, on a flat background) at 128 px.
-# Measured on two cores with three training seeds (233, the default, then 1 and 2): VOC07 mAP 0.85 / 0.82 /
-# 0.71 on its val split; at score >= 0.4, 0.87 / 0.82 / 0.75 of the shapes found and 0.70 / 0.72 / 0.63 of
-# the detections on a shape of their class (at 0.5 the third seed finds only 0.49: too close to call).
-SMALL_SHAPES = {"min_size": 128, "max_size": 176, "min_object_size": 48, "max_object_size": 112, "max_objects": 2,
-                "clean": True, "classes": ("circle", "cross")}
-SMALL_RECIPE = ["--network", "resnet18_v1", "--data-shape", "128", "--dataset", "custom", "--gpus", "",
-                "--pretrained-base", "False", "--batch-size", "8", "--epochs", "6", "--lr", "0.01",
-                "--warmup-epochs", "0.5", "--lr-decay-epoch", "5", "--max-expand", "1.5", "-j", "2",
-                "--val-interval", "6", "--save-interval", "0", "--no-progress"]
-SMALL_MODEL = "ssd_512_resnet18_v1_custom"
 # BENCHMARKS.md's learning recipe: MobileNet-1.0 SSD from scratch on the full synthetic dataset (five shapes,
 # textured backgrounds) at 256 px, about 19 minutes on two cores (VOC07 mAP 0.83 on the val split).
 LEARNING_RECIPE = ["--network", "mobilenet1.0", "--data-shape", "256", "--dataset", "synthetic", "--gpus", "",
@@ -546,18 +534,14 @@ def _train(recipe, data, tmp_path, timeout):
     return prefix
 
 
-def test_small_trained_model_finds_the_shapes(tmp_path):
-    """train_ssd.py trains a small detector from scratch (about two minutes); the demo finds most shapes of the
-    val split, in original image pixels, with their class."""
-    from gluon_ssd.data import write_synthetic_dataset
-
-    data = tmp_path / "shapes"
-    write_synthetic_dataset(str(data), 512, 64, seed=0, progress=False, **SMALL_SHAPES)
-    prefix = _train(SMALL_RECIPE, data, tmp_path, timeout=1200)
+def test_small_trained_model_finds_the_shapes(small_trained_model, tmp_path):
+    """train_ssd.py trains a small detector from scratch (about two minutes, tests/conftest.py); the demo finds
+    most shapes of the val split, in original image pixels, with their class."""
+    trained = small_trained_model
     # Floats summed in another order (another CPU) train another model; the bounds hold for all three seeds
-    # measured (above). The untrained network sprays 100 boxes per image over the threshold: 0.75 of the
+    # measured (conftest.py). The untrained network sprays 100 boxes per image over the threshold: 0.75 of the
     # shapes "found" but 0.02 of its boxes hits, so the hit rate is what fails it.
-    _assert_detections_on_shapes(data, SMALL_MODEL, f"{prefix}{SMALL_MODEL}_best.params", 128, tmp_path,
+    _assert_detections_on_shapes(trained.data, trained.network, trained.params, trained.data_shape, tmp_path,
                                  thresh=0.4, found_min=0.6, hits_min=0.55)
 
 

@@ -29,16 +29,31 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..classes import COCO_CLASSES
 from .custom import DetectionDataset
 
-__all__ = ["COCO_CLASSES", "COCODetection", "CustomCOCODetection", "load_coco"]
+__all__ = ["COCO_CLASSES", "COCODetection", "CustomCOCODetection", "load_coco", "find_coco_root", "COCO_LAYOUT"]
 
 logger = logging.getLogger(__name__)
 
+
+
+COCO_LAYOUT = "annotations/instances_*2017.json and train2017/, val2017/ image folders"
+
+
+def find_coco_root(root: str) -> str | None:
+    """The folder holding ``annotations/`` of a dataset root, as train_ssd.py looks for it: ``root`` itself or
+    ``root/coco`` (GluonCV's ``~/.mxnet/datasets``). None when neither; the expected layout is
+    :data:`COCO_LAYOUT`."""
+    root = os.path.expanduser(os.fspath(root))
+    for cand in (root, os.path.join(root, "coco")):
+        if os.path.isdir(os.path.join(cand, "annotations")):
+            return cand
+    return None
 
 
 def load_coco(path: str):
@@ -69,16 +84,60 @@ def load_coco(path: str):
     return coco
 
 
-def _coco_labels(coco, image_ids, json_to_contig, min_object_area, use_crowd, path):
-    """Labels of ``image_ids`` (sorted), vectorised over all annotations of the file."""
+@dataclass(frozen=True)
+class COCOObjects:
+    """Every annotation of a COCO file and what the reader makes of it (see :func:`coco_objects`).
+
+    Attributes (M annotations in all, in file order)
+    ----------
+    owner : (M,) int64, the index into ``image_ids`` of the annotation's image (meaningless where not
+        ``known_image``).
+    known_image : (M,) bool, the ``image_id`` is among ``image_ids``.
+    cat : (M,) int64 contiguous label, -1 for a category id not in the categories.
+    crowd, ignore : (M,) int64, the ``iscrowd`` and ``ignore`` fields (0 when absent).
+    area : (M,) float64.
+    corners : (M, 4) float64 ``x1, y1, x2, y2`` (0-based, GluonCV's ``w - 1`` convention), before clipping.
+    clipped : (M, 4) float64 ``corners`` clipped to ``[0, W-1] x [0, H-1]``.
+    valid : (M,) bool, ``area > 0`` and the clipped box is not empty.
+    selected : (M,) bool, what the options take (known image and category, ``area >= min_object_area``,
+        ``ignore != 1``, not crowd unless ``use_crowd``), valid or not.
+    """
+
+    owner: np.ndarray
+    known_image: np.ndarray
+    cat: np.ndarray
+    crowd: np.ndarray
+    ignore: np.ndarray
+    area: np.ndarray
+    corners: np.ndarray
+    clipped: np.ndarray
+    valid: np.ndarray
+    selected: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(M,) bool, the annotations that become label rows."""
+        return self.selected & self.valid
+
+    @property
+    def moved(self) -> np.ndarray:
+        """(M,) bool, kept boxes that clipping changed (they reached outside the image)."""
+        return self.kept & np.any(self.clipped != self.corners, axis=1)
+
+
+def coco_objects(coco, image_ids, json_to_contig, min_object_area=0.0, use_crowd=False) -> COCOObjects:
+    """All annotations of ``coco`` against ``image_ids`` (sorted); vectorised over the file.
+
+    Parameters
+    ----------
+    coco : pycocotools ``COCO``
+    image_ids : sorted sequence of int, length L (non-empty)
+    json_to_contig : dict, category id -> contiguous label
+    min_object_area, use_crowd : see :class:`CustomCOCODetection`.
+    """
     widths = np.array([coco.imgs[i]["width"] for i in image_ids], dtype=np.float64)
     heights = np.array([coco.imgs[i]["height"] for i in image_ids], dtype=np.float64)
     anns = coco.dataset.get("annotations", [])
-    n_img = len(image_ids)
-    if n_img == 0:
-        return []
-    if not anns:
-        return [np.zeros((0, 6), np.float32) for _ in range(n_img)]
     ids_sorted = np.asarray(image_ids, dtype=np.int64)
     ann_img = np.array([a["image_id"] for a in anns], dtype=np.int64)
     bbox = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
@@ -87,14 +146,11 @@ def _coco_labels(coco, image_ids, json_to_contig, min_object_area, use_crowd, pa
     ignore = np.array([a.get("ignore", 0) for a in anns], dtype=np.int64)
     cat = np.array([json_to_contig.get(a["category_id"], -1) for a in anns], dtype=np.int64)
 
-    pos = np.searchsorted(ids_sorted, ann_img).clip(0, n_img - 1)
+    pos = np.searchsorted(ids_sorted, ann_img).clip(0, len(ids_sorted) - 1)
     known_img = ids_sorted[pos] == ann_img
-    if (cat < 0).any():
-        logger.warning("%s: %d annotation(s) with a category id not in categories were ignored",
-                       path, int((cat < 0).sum()))
-    keep = known_img & (cat >= 0) & (area >= min_object_area) & (ignore != 1)
+    selected = known_img & (cat >= 0) & (area >= min_object_area) & (ignore != 1)
     if not use_crowd:
-        keep &= crowd == 0
+        selected &= crowd == 0
 
     w, h = widths[pos], heights[pos]
     x1, y1 = bbox[:, 0], bbox[:, 1]
@@ -104,16 +160,31 @@ def _coco_labels(coco, image_ids, json_to_contig, min_object_area, use_crowd, pa
     hi = np.stack([w - 1, h - 1, w - 1, h - 1], axis=1)
     clipped = np.minimum(hi, np.maximum(0, corners))
     valid = (area > 0) & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    n_invalid = int((keep & ~valid).sum())
-    n_clipped = int((keep & valid & np.any(clipped != corners, axis=1)).sum())
+    return COCOObjects(pos, known_img, cat, crowd, ignore, area, corners, clipped, valid, selected)
+
+
+def _coco_labels(coco, image_ids, json_to_contig, min_object_area, use_crowd, path):
+    """Labels of ``image_ids`` (sorted), vectorised over all annotations of the file."""
+    n_img = len(image_ids)
+    if n_img == 0:
+        return []
+    if not coco.dataset.get("annotations", []):
+        return [np.zeros((0, 6), np.float32) for _ in range(n_img)]
+    obj = coco_objects(coco, image_ids, json_to_contig, min_object_area, use_crowd)
+    if (obj.cat < 0).any():
+        logger.warning("%s: %d annotation(s) with a category id not in categories were ignored",
+                       path, int((obj.cat < 0).sum()))
+    keep = obj.kept
+    n_invalid = int((obj.selected & ~obj.valid).sum())
+    n_clipped = int(obj.moved.sum())
     if n_invalid or n_clipped:
         logger.warning(
             "%s: dropped %d annotation(s) with zero area or an empty box, clipped %d box(es) to the image",
             path, n_invalid, n_clipped,
         )
-    keep &= valid
-    rows = np.concatenate([clipped, cat[:, None], (crowd != 0)[:, None]], axis=1)[keep].astype(np.float32)
-    owner = pos[keep]
+    rows = np.concatenate([obj.clipped, obj.cat[:, None], (obj.crowd != 0)[:, None]], axis=1)[keep]
+    rows = rows.astype(np.float32)
+    owner = obj.owner[keep]
     # a stable sort keeps each image's annotations in file order, as pycocotools' getAnnIds does
     rows = rows[np.argsort(owner, kind="stable")]
     counts = np.bincount(owner, minlength=n_img)

@@ -42,6 +42,10 @@ def empty_label() -> np.ndarray:
     return np.zeros((0, 6), dtype=np.float32)
 
 
+# File name endings read as images (the demo's folders, calibration folders).
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+
+
 def read_image(path: str) -> mx.nd.NDArray:
     """Decode an image file to RGB the way GluonCV does (``mx.image.imread(path, 1)``).
 

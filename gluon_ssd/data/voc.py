@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from .custom import BadImageError, DetectionDataset, _header_size
 
 __all__ = [
     "VOC_CLASSES", "VOCDetection", "CustomVOCDetection", "parse_voc_xml", "voc_labels", "AnnotationError",
-    "UnknownClassError", "read_classes_file",
+    "UnknownClassError", "read_classes_file", "find_voc_root", "VOC_LAYOUT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,61 @@ def parse_voc_xml(path: str) -> VOCAnnotation:
     return VOCAnnotation(width, height, tuple(names), boxes, np.asarray(difficult, dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class VOCObjects:
+    """Every object of a list of annotations and what the reader makes of it (see :func:`voc_objects`).
+
+    Attributes (M objects in all)
+    ----------
+    owner : (M,) int64, the index of the annotation holding the object.
+    names : tuple of str, length M.
+    cls : (M,) int64 label index, -1 for a class not in the classes.
+    boxes : (M, 4) float64 corners as written minus 1 (0-based pixels).
+    clipped : (M, 4) float64 ``boxes`` clipped to ``[0, W-1] x [0, H-1]``.
+    valid : (M,) bool, the clipped box is not empty (``x2 > x1`` and ``y2 > y1``).
+    moved : (M,) bool, a valid box that clipping changed (it reached outside the image).
+    difficult : (M,) int64.
+    """
+
+    owner: np.ndarray
+    names: tuple[str, ...]
+    cls: np.ndarray
+    boxes: np.ndarray
+    clipped: np.ndarray
+    valid: np.ndarray
+    moved: np.ndarray
+    difficult: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(M,) bool, the objects that become label rows: a known class and a valid box."""
+        return (self.cls >= 0) & self.valid
+
+
+def voc_objects(anns: Sequence[VOCAnnotation], class_index: dict[str, int]) -> VOCObjects:
+    """All objects of ``anns`` with their label index, clipped box and validity; vectorised over all files.
+
+    Parameters
+    ----------
+    anns : sequence of VOCAnnotation, length L
+        Parsed XMLs; their width and height must be positive.
+    class_index : dict
+        Normalised (stripped, lower-cased) class name -> label index.
+    """
+    counts = np.array([len(a.names) for a in anns], dtype=np.int64)
+    owner = np.repeat(np.arange(len(anns)), counts)
+    names = tuple(n for a in anns for n in a.names)
+    cls = np.array([class_index.get(n, -1) for n in names], dtype=np.int64)
+    boxes = np.concatenate([a.boxes for a in anns] + [np.zeros((0, 4))]) - 1.0
+    difficult = np.concatenate([a.difficult for a in anns] + [np.zeros(0, np.int64)])
+    sizes = np.array([(a.width, a.height) for a in anns], dtype=np.float64).reshape(-1, 2)
+    hi = np.tile(sizes[owner] - 1, 2)
+    clipped = np.clip(boxes, 0.0, hi)
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    moved = np.any(clipped != boxes, axis=1) & valid
+    return VOCObjects(owner, names, cls, boxes, clipped, valid, moved, difficult)
+
+
 def voc_labels(
     anns: Sequence[VOCAnnotation], class_index: dict[str, int], paths: Sequence[str], unknown_classes: str
 ) -> list[np.ndarray]:
@@ -164,39 +220,62 @@ def voc_labels(
     UnknownClassError
         An object of a class not in ``class_index`` while ``unknown_classes='error'``.
     """
-    counts = np.array([len(a.names) for a in anns], dtype=np.int64)
-    owner = np.repeat(np.arange(len(anns)), counts)
-    names = [n for a in anns for n in a.names]
-    cls = np.array([class_index.get(n, -1) for n in names], dtype=np.int64)
-    known = cls >= 0
+    obj = voc_objects(anns, class_index)
+    owner, known = obj.owner, obj.cls >= 0
     if unknown_classes == "error" and not known.all():
         first = int(owner[np.argmin(known)])
-        unknown = sorted({n for n, o, k in zip(names, owner, known) if o == first and not k})
+        unknown = sorted({n for n, o, k in zip(obj.names, owner, known) if o == first and not k})
         raise UnknownClassError(
             f"{paths[first]} has objects of class {unknown} which is not in classes {tuple(class_index)}; "
             "fix the XML, add the name to classes, or pass unknown_classes='skip' to ignore them"
         )
-    boxes = np.concatenate([a.boxes for a in anns] + [np.zeros((0, 4))]) - 1.0
-    difficult = np.concatenate([a.difficult for a in anns] + [np.zeros(0, np.int64)])
-    sizes = np.array([(a.width, a.height) for a in anns], dtype=np.float64).reshape(-1, 2)
-    hi = np.tile(sizes[owner] - 1, 2)
-    clipped = np.clip(boxes, 0.0, hi)
-    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    moved = np.any(clipped != boxes, axis=1) & valid
-    bad = known & (~valid | moved)
+    bad = known & (~obj.valid | obj.moved)
     for i in np.unique(owner[bad]):
-        dropped, shifted = known & (owner == i) & ~valid, known & (owner == i) & moved
+        dropped, shifted = known & (owner == i) & ~obj.valid, known & (owner == i) & obj.moved
         logger.warning(
             "%s (image %dx%d): dropped %d empty or outside box(es) %s, clipped %d box(es) %s to the image",
-            paths[i], anns[i].width, anns[i].height, int(dropped.sum()), (boxes[dropped] + 1).tolist(),
-            int(shifted.sum()), (boxes[shifted] + 1).tolist(),
+            paths[i], anns[i].width, anns[i].height, int(dropped.sum()), (obj.boxes[dropped] + 1).tolist(),
+            int(shifted.sum()), (obj.boxes[shifted] + 1).tolist(),
         )
-    keep = known & valid
-    rows = np.concatenate([clipped, cls[:, None], difficult[:, None]], axis=1)[keep].astype(np.float32)
-    return np.split(rows, np.cumsum(np.bincount(owner[keep], minlength=len(anns)))[:-1])
+    keep = obj.kept
+    rows = np.concatenate([obj.clipped, obj.cls[:, None], obj.difficult[:, None]], axis=1)[keep]
+    return np.split(rows.astype(np.float32), np.cumsum(np.bincount(owner[keep], minlength=len(anns)))[:-1])
 
 
-def _read_split(folder: str, split: str) -> list[str]:
+def voc_entry_paths(folder: str, img_id: str, image_ext: str = ".jpg") -> tuple[str, str]:
+    """(image, XML) paths of image id ``img_id`` in a VOC-layout ``folder``."""
+    return (os.path.join(folder, "JPEGImages", f"{img_id}{image_ext}"),
+            os.path.join(folder, "Annotations", f"{img_id}.xml"))
+
+
+def read_voc_entry(img: str, xml: str, img_id: str) -> VOCAnnotation:
+    """The annotation of one item of a VOC layout, its size from the image header where the XML lacks it.
+
+    Raises
+    ------
+    AnnotationError
+        The XML is missing or malformed (see :func:`parse_voc_xml`).
+    BadImageError
+        The image is missing (or its header unreadable when the size had to come from it).
+    """
+    if not os.path.isfile(xml):
+        raise AnnotationError(f"annotation {xml} of image id {img_id!r} does not exist")
+    if not os.path.isfile(img):
+        raise BadImageError(f"image {img} of image id {img_id!r} does not exist")
+    ann = parse_voc_xml(xml)
+    if ann.width <= 0 or ann.height <= 0:
+        ann = VOCAnnotation(*_header_size(img), ann.names, ann.boxes, ann.difficult)
+    return ann
+
+
+def read_split(folder: str, split: str) -> list[str]:
+    """Image ids listed in ``folder/ImageSets/Main/{split}.txt`` (first word of each non-blank line).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such split file; the message lists the splits there are.
+    """
     path = os.path.join(folder, "ImageSets", "Main", f"{split}.txt")
     if not os.path.isfile(path):
         main = os.path.join(folder, "ImageSets", "Main")
@@ -212,6 +291,22 @@ def _normalise(name: str) -> str:
     return str(name).strip().lower()
 
 
+def class_index(classes: Sequence[str]) -> dict[str, int]:
+    """{normalised name: label index} of ``classes``, the way the readers compare XML names (stripped,
+    lower-cased).
+
+    Raises
+    ------
+    ValueError
+        Two names are equal ignoring case and surrounding blanks.
+    """
+    names = tuple(str(c).strip() for c in classes)
+    index = {_normalise(c): i for i, c in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError(f"class names must be unique ignoring case, got {names}")
+    return index
+
+
 class _VOCLayout(DetectionDataset):
     """Shared construction of the VOC readers from (folder, image id) entries."""
 
@@ -221,22 +316,13 @@ class _VOCLayout(DetectionDataset):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         classes = tuple(str(c).strip() for c in classes)
-        index = {_normalise(c): i for i, c in enumerate(classes)}
-        if len(index) != len(classes):
-            raise ValueError(f"class names must be unique ignoring case, got {classes}")
+        index = class_index(classes)
         paths, anns, xmls, ids = [], [], [], []
         self.dropped: list[tuple[str, str]] = []
         for folder, img_id in entries:
-            xml = os.path.join(folder, "Annotations", f"{img_id}.xml")
-            img = os.path.join(folder, "JPEGImages", f"{img_id}{image_ext}")
+            img, xml = voc_entry_paths(folder, img_id, image_ext)
             try:
-                if not os.path.isfile(xml):
-                    raise AnnotationError(f"annotation {xml} of image id {img_id!r} does not exist")
-                if not os.path.isfile(img):
-                    raise BadImageError(f"image {img} of image id {img_id!r} does not exist")
-                ann = parse_voc_xml(xml)
-                if ann.width <= 0 or ann.height <= 0:
-                    ann = VOCAnnotation(*_header_size(img), ann.names, ann.boxes, ann.difficult)
+                ann = read_voc_entry(img, xml, img_id)
             except (AnnotationError, BadImageError) as e:
                 if on_error == "raise":
                     raise
@@ -315,7 +401,7 @@ class VOCDetection(_VOCLayout):
             if not os.path.isdir(folder):
                 have = sorted(d for d in os.listdir(self.root) if os.path.isdir(os.path.join(self.root, d)))
                 raise FileNotFoundError(f"{folder} is not a folder; folders in {self.root}: {have}")
-            entries += [(folder, i) for i in _read_split(folder, name)]
+            entries += [(folder, i) for i in read_split(folder, name)]
         self._build(entries, classes or VOC_CLASSES, unknown_classes, on_error, transform, ".jpg")
 
     def __repr__(self) -> str:
@@ -359,8 +445,29 @@ class CustomVOCDetection(_VOCLayout):
         self.splits = (splits,) if isinstance(splits, str) else tuple(splits)
         if classes is None:
             classes = read_classes_file(os.path.join(self.root, classes_file))
-        entries = [(self.root, i) for s in self.splits for i in _read_split(self.root, s)]
+        entries = [(self.root, i) for s in self.splits for i in read_split(self.root, s)]
         self._build(entries, classes, unknown_classes, on_error, transform, image_ext)
+
+
+VOC_LAYOUT = ("VOCdevkit/VOC2007 and/or VOC2012 (any VOC<year>/) with Annotations/, JPEGImages/ and "
+              "ImageSets/Main/")
+
+
+def find_voc_root(root: str) -> str | None:
+    """The folder holding the ``VOC<year>/`` folders of a dataset root, as train_ssd.py looks for it.
+
+    Tried in order: ``root`` itself (the VOCdevkit, or GluonCV's ``~/.mxnet/datasets/voc`` that holds
+    ``VOC2007/`` directly), ``root/voc``, ``root/VOCdevkit``, ``root/voc/VOCdevkit`` (GluonCV's
+    ``~/.mxnet/datasets``). Returns None when none of them holds a ``VOC<year>/`` folder; the expected
+    layout is :data:`VOC_LAYOUT`.
+    """
+    root = os.path.expanduser(os.fspath(root))
+    for cand in (root, os.path.join(root, "voc"), os.path.join(root, "VOCdevkit"),
+                 os.path.join(root, "voc", "VOCdevkit")):
+        if os.path.isdir(cand) and any(re.fullmatch(r"VOC\d{4}", d) and os.path.isdir(os.path.join(cand, d))
+                                       for d in os.listdir(cand)):
+            return cand
+    return None
 
 
 def read_classes_file(path: str) -> tuple[str, ...]:

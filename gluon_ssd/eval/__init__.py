@@ -12,6 +12,6 @@ __all__ = [
     "COCODetectionMetric",
 ]
 
-from .loop import EvalResult, ImagePredictions, benchmark, evaluate, make_metric  # noqa: E402
+from .loop import EvalResult, ImagePredictions, benchmark, calibration_batches, evaluate, make_metric  # noqa: E402
 
-__all__ += ["EvalResult", "ImagePredictions", "evaluate", "make_metric", "benchmark"]
+__all__ += ["EvalResult", "ImagePredictions", "evaluate", "make_metric", "benchmark", "calibration_batches"]

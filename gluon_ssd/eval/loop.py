@@ -393,3 +393,29 @@ def benchmark(net, data_shape, batch_size: int = 8, num_iterations: int = 100, c
     images = int(batch_size) * int(num_iterations)
     return {"images_per_second": images / max(seconds, 1e-12), "seconds": seconds, "images": images,
             "batch_size": int(batch_size), "iterations": int(num_iterations)}
+
+
+def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, num_workers: int = 0) -> list:
+    """The first ``num_batches`` batches of ``dataset`` through the validation transform, as (B, 3, H, W)
+    float32 numpy arrays: the images int8 calibration reads (GluonCV calibrates on its validation loader).
+    A last partial batch is dropped when a full one precedes it (the calibrated graph is built for one
+    batch shape)."""
+    from ..data import make_loader
+
+    height, width = _hw(data_shape)
+    if int(num_batches) < 1:
+        raise ValueError(f"calibration needs at least one batch, got num_batches={num_batches}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    loader = make_loader(_eval_view(dataset, width, height), int(batch_size), shuffle=False,
+                         num_workers=num_workers, last_batch="keep")
+    batches = []
+    for images, _ in loader:
+        if batches and images.shape[0] != batches[0].shape[0]:
+            break
+        batches.append(images.asnumpy())
+        if len(batches) >= int(num_batches):
+            break
+    if not batches:
+        raise ValueError("the dataset has no image to calibrate on")
+    return batches

@@ -2,9 +2,9 @@
 
 A checkpoint is a zip archive with ``params.params`` (the network, GluonCV's structural keys),
 ``trainer.states`` (optimizer state, e.g. SGD momentum) and ``meta.json`` (epoch, iteration, best
-metric, the training arguments, numpy's and Python's RNG states). It is written to a temporary file in
-the same folder, flushed to disk and renamed over the previous one, so a crash at any moment leaves the
-previous checkpoint intact.
+metric, the training arguments, numpy's and Python's RNG states). It is written with
+:func:`gluon_ssd.fileio.atomic_write` (a temporary file in the same folder, flushed to disk and renamed
+over the previous one), so a crash at any moment leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import zipfile
 
 import mxnet as mx
 import numpy as np
+
+from ..fileio import atomic_write
 
 FORMAT = "gluon_ssd-checkpoint-1"
 
@@ -61,9 +63,6 @@ def restore_rng_states(states: dict):
 
 def save_checkpoint(path, net, trainer, meta: dict):
     """Atomically write a checkpoint of ``net``, ``trainer`` and ``meta`` to ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     params = {k: p._reduce() for k, p in net._collect_params_with_prefix().items()}
     with tempfile.TemporaryDirectory() as tmp:
         states_file = os.path.join(tmp, "trainer.states")
@@ -71,19 +70,10 @@ def save_checkpoint(path, net, trainer, meta: dict):
         with open(states_file, "rb") as f:
             states = f.read()
     meta = dict(meta, format=FORMAT, rng=rng_states())
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
-            zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
-            zf.writestr("params.params", _nd_bytes(params))
-            zf.writestr("trainer.states", states)
-            zf.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    with atomic_write(path, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
+        zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
+        zf.writestr("params.params", _nd_bytes(params))
+        zf.writestr("trainer.states", states)
 
 
 def is_checkpoint(path) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data.batchify import batchify_detection
+from ..fileio import atomic_write
 from . import checkpoint as ckpt
 from .schedule import learning_rate
 
@@ -419,7 +420,8 @@ def plot_curves(history, path):
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=90)
+    finally:
+        plt.close(fig)

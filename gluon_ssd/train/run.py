@@ -7,6 +7,7 @@ import os
 import mxnet as mx
 import numpy as np
 
+from .. import specs
 from ..classes import COCO_CLASSES, VOC_CLASSES
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
 from ..model_zoo import MODEL_SPECS
@@ -22,40 +23,32 @@ def backbones() -> list[str]:
 
 
 def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
-    """The zoo model a (network, data shape, dataset) triple trains, as GluonCV's script names it.
-
-    GluonCV names the model ``ssd_{data_shape}_{network}_{dataset}``; a data shape that is no base size
-    of the network (e.g. resnet50_v1 at 384) trains the nearest base size's architecture at that shape.
-    Custom datasets may use any dataset's architecture; the '_custom' row is preferred.
-    """
-    kind = {"voc": "voc", "coco": "coco"}.get(dataset, "custom")
-    rows = {n: s for n, s in MODEL_SPECS.items() if s.backbone == network}
-    if not rows:
-        raise TrainingError(f"unknown --network {network!r}; choose one of: {', '.join(backbones())}")
-    sizes = sorted({s.base_size for s in rows.values() if kind == "custom" or s.dataset == kind})
-    if not sizes:
-        raise TrainingError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
-    base = min(sizes, key=lambda s: (abs(s - data_shape), s))
-    # ``base`` is the size of an existing row of an allowed dataset, so one of these names exists.
-    return next(f"ssd_{base}_{network}_{suffix}" for suffix in (kind, "voc", "coco")
-                if f"ssd_{base}_{network}_{suffix}" in rows)
+    """The zoo model a (network, data shape, dataset) triple trains: :func:`gluon_ssd.specs.resolve_model_name`,
+    its errors as :class:`TrainingError`."""
+    try:
+        return specs.resolve_model_name(network, data_shape, dataset)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
 
 
 def _find_voc_root(root):
-    for cand in (root, os.path.join(root, "voc"), os.path.join(root, "VOCdevkit"),
-                 os.path.join(root, "voc", "VOCdevkit")):
-        if os.path.isdir(os.path.join(cand, "VOC2007")) or os.path.isdir(os.path.join(cand, "VOC2012")):
-            return cand
-    raise TrainingError(f"no VOC dataset under --dataset-root {root}: expected VOCdevkit/VOC2007 and/or VOC2012 "
-                        "with Annotations/, JPEGImages/ and ImageSets/Main/ (see README, 'Datasets')")
+    from ..data.voc import VOC_LAYOUT, find_voc_root
+
+    found = find_voc_root(root)
+    if found is None:
+        raise TrainingError(f"no VOC dataset under --dataset-root {root}: expected {VOC_LAYOUT} (see README, "
+                            "'Datasets')")
+    return found
 
 
 def _find_coco_root(root):
-    for cand in (root, os.path.join(root, "coco")):
-        if os.path.isdir(os.path.join(cand, "annotations")):
-            return cand
-    raise TrainingError(f"no COCO dataset under --dataset-root {root}: expected annotations/instances_*2017.json "
-                        "and train2017/, val2017/ image folders (see README, 'Datasets')")
+    from ..data.coco import COCO_LAYOUT, find_coco_root
+
+    found = find_coco_root(root)
+    if found is None:
+        raise TrainingError(f"no COCO dataset under --dataset-root {root}: expected {COCO_LAYOUT} (see README, "
+                            "'Datasets')")
+    return found
 
 
 def dataset_root(cfg: TrainConfig) -> str:
@@ -70,17 +63,18 @@ def dataset_root(cfg: TrainConfig) -> str:
 def build_datasets(cfg: TrainConfig):
     """(train dataset, val dataset or None, classes, metric name)."""
     from ..data import COCODetection, CustomVOCDetection, VOCDetection
+    from ..data.check import TRAINING_SPLITS  # the splits read here, which the dataset checker checks
 
     root = dataset_root(cfg)
     if cfg.dataset == "voc":
         root = _find_voc_root(root)
-        train = VOCDetection(root, splits=((2007, "trainval"), (2012, "trainval")))
-        val = VOCDetection(root, splits=((2007, "test"),), on_error="raise")
+        train = VOCDetection(root, splits=TRAINING_SPLITS["voc"]["train"])
+        val = VOCDetection(root, splits=TRAINING_SPLITS["voc"]["val"], on_error="raise")
         return train, val, VOC_CLASSES, "voc07"
     if cfg.dataset == "coco":
         root = _find_coco_root(root)
-        train = COCODetection(root, splits=("instances_train2017",))
-        val = COCODetection(root, splits=("instances_val2017",), skip_empty=False, on_error="raise")
+        train = COCODetection(root, splits=TRAINING_SPLITS["coco"]["train"])
+        val = COCODetection(root, splits=TRAINING_SPLITS["coco"]["val"], skip_empty=False, on_error="raise")
         return train, val, COCO_CLASSES, "coco"
     if cfg.dataset == "synthetic" and not os.path.isfile(os.path.join(root, cfg.classes_file)):
         from ..data.synthetic import write_synthetic_dataset
@@ -94,10 +88,12 @@ def build_datasets(cfg: TrainConfig):
             raise TrainingError(f"--dataset-root {root} does not exist: a custom dataset is a VOC-format folder "
                                 "with JPEGImages/, Annotations/, ImageSets/Main/train.txt (and val.txt) and a "
                                 f"{cfg.classes_file} listing the class names")
-        train = CustomVOCDetection(root, splits=("train",), classes_file=cfg.classes_file)
+        splits = TRAINING_SPLITS["custom"]
+        train = CustomVOCDetection(root, splits=splits["train"], classes_file=cfg.classes_file)
         val = None
-        if cfg.val_interval and os.path.isfile(os.path.join(root, "ImageSets", "Main", "val.txt")):
-            val = CustomVOCDetection(root, splits=("val",), classes_file=cfg.classes_file, on_error="raise")
+        if cfg.val_interval and all(os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{s}.txt"))
+                                    for s in splits["val"]):
+            val = CustomVOCDetection(root, splits=splits["val"], classes_file=cfg.classes_file, on_error="raise")
         return train, val, tuple(train.classes), "voc07"
     raise TrainingError(f"unknown --dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
 
@@ -115,8 +111,8 @@ def _parse_bool_or_path(value):
 
 
 def build_network(cfg: TrainConfig, classes, ctx):
-    from ..model_zoo import get_model
-    from ..params import read_param_file
+    from ..model_zoo import build_ssd, get_model
+    from ..params import file_class_count, load_ssd_parameters
 
     name = cfg.model_name
     custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"
@@ -124,12 +120,20 @@ def build_network(cfg: TrainConfig, classes, ctx):
     if not cfg.transfer:
         return get_model(name, pretrained_base=_parse_bool_or_path(cfg.pretrained_base), ctx=ctx, **kwargs)
     if os.path.isfile(cfg.transfer):
-        heads = read_param_file(cfg.transfer)["class_predictors.0.predictor.weight"].shape[0]
-        num_anchors = len(MODEL_SPECS[name].ratios[0]) + 1
-        file_classes = {20: VOC_CLASSES, 80: COCO_CLASSES}.get(heads // num_anchors - 1)
-        if file_classes is None:
-            file_classes = tuple(f"class{i}" for i in range(heads // num_anchors - 1))
-        net = get_model(name, pretrained=cfg.transfer, classes=file_classes, ctx=ctx)
+        try:
+            n_file = file_class_count(cfg.transfer, name, classes if custom else None)
+        except ValueError as err:
+            raise TrainingError(f"--transfer {cfg.transfer}: {err}") from None
+        if n_file is None:
+            raise TrainingError(f"--transfer {cfg.transfer} does not hold a {name} network (its layers differ): "
+                                f"pass a parameter file of {name} (GluonCV's or from a training run of "
+                                f"--network {cfg.network} --data-shape {cfg.data_shape}) or a model name")
+        # A file of 20 or 80 classes is taken to be VOC or COCO, so that their names can carry weights over.
+        file_classes = {20: VOC_CLASSES, 80: COCO_CLASSES}.get(n_file) or tuple(f"class{i}" for i in range(n_file))
+        # Built and loaded here rather than by get_model(pretrained=path, classes=...), which expects a VOC/COCO
+        # row's file to hold that dataset's classes: a lite COCO network trained on 3 classes would not load.
+        net = build_ssd(name, classes=file_classes)
+        load_ssd_parameters(net, cfg.transfer, ctx=ctx)
     else:
         net = get_model(cfg.transfer, pretrained=True, ctx=ctx)
     if tuple(net.classes) != tuple(classes):

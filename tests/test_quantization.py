@@ -1,0 +1,182 @@
+"""INT8 on the CPU: MXNet's quantization of gluon_ssd models against gluoncv's own call, GluonCV's int8 zoo,
+eval_ssd.py --calibration / --deploy / --backend torch --dtype int8|bf16 on a trained model, bad input."""
+from __future__ import annotations
+
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import eval_ssd
+import gluon_ssd
+from gluon_ssd.quantization import INT8_MODELS, get_int8_model, int8_symbol_file
+from tests.conftest import DATA
+from tests.helpers import build_reference, photo_batch, randomize
+
+PHOTO = str(DATA / "voc_sample/VOCdevkit/VOC2007/JPEGImages/000001.jpg")
+CALIB = [str(DATA / "demo_images/darknet/dog.jpg"), str(DATA / "voc_sample/VOCdevkit/VOC2007/JPEGImages/000004.jpg")]
+
+
+def _cli(*argv):
+    return eval_ssd.main([str(a) for a in argv])
+
+
+def _gluoncv_int8(gcv, monkeypatch, name, params):
+    """gluoncv's own int8 model ``name`` built by its get_model, with its fp32 parameter file taken from
+    ``params`` instead of the model store (no download here)."""
+    import gluoncv.model_zoo.model_store as store
+    import gluoncv.model_zoo.model_zoo as zoo
+
+    monkeypatch.setattr(store, "get_model_file", lambda *a, **k: params)
+    build = zoo.get_model
+    # Its fp32 twin is built with the ImageNet backbone (a download) and then overwritten by ``params``.
+    monkeypatch.setattr(zoo, "get_model", lambda n, **kw: build(n, **{**kw, "pretrained_base": False}))
+    return gcv.model_zoo.get_model(name, pretrained=True)
+
+
+@pytest.mark.parametrize("int8_name", list(INT8_MODELS))
+def test_int8_zoo_and_quantize_match_gluoncv(gcv, monkeypatch, tmp_path, int8_name):
+    """Seeded random weights of a zoo model. (1) GluonCV's int8 graph (the JSON inside the installed gluoncv)
+    with those weights: gluon_ssd's loader gives gluoncv's outputs. (2) gluon_ssd.quantize on gluon_ssd's model
+    and MXNet's quantize_net on gluoncv's model (GluonCV's eval_ssd.py call), same naive calibration images:
+    the same detections. Measured difference 0 on both, for all four models (the same oneDNN int8 graph)."""
+    name = INT8_MODELS[int8_name]
+    size = int(name.split("_")[1])
+    x = photo_batch(gcv, [PHOTO], size, size)
+    calib = photo_batch(gcv, CALIB, size, size)
+    ref = randomize(build_reference(gcv, name), seed=7, probe=x)
+    params = str(tmp_path / "fp32.params")
+    ref.save_parameters(params)
+
+    theirs = _gluoncv_int8(gcv, monkeypatch, int8_name, params)(x)
+    ours = get_int8_model(int8_name, pretrained=params)(x)
+    for a, b, what in zip(ours, theirs, ("ids", "scores", "boxes")):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=f"int8 zoo {what}")
+
+    from mxnet.contrib.quantization import quantize_net
+
+    ref.hybridize()
+    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(calib, mx.nd.zeros((len(CALIB), 1))), batch_size=2)
+    gq = quantize_net(ref, quantized_dtype="auto", exclude_layers=[], exclude_layers_match=["flatten", "concat"],
+                      calib_data=loader, calib_mode="naive", num_calib_examples=len(CALIB), ctx=mx.cpu())
+    net = gluon_ssd.get_model(name, pretrained=params)
+    qnet = gluon_ssd.quantize(net, [calib], calib_mode="naive", quantize_heads=True)  # GluonCV's call
+    fp32 = net(x)
+    theirs, ours = gq(x), qnet(x)
+    ids, scores, boxes = (o.asnumpy() for o in ours)
+    assert (ids >= 0).sum() > 10, "too few detections for the comparison to mean anything"
+    np.testing.assert_array_equal(ids, theirs[0].asnumpy())
+    np.testing.assert_allclose(scores, theirs[1].asnumpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(boxes, theirs[2].asnumpy(), rtol=1e-6, atol=1e-4)
+    # And it is an int8 model: its scores are near, not equal to, the float32 model's.
+    assert not np.array_equal(scores, fp32[1].asnumpy())
+
+
+def test_quantized_model_exports_and_loads_back(gcv, tmp_path):
+    size = 300
+    x = photo_batch(gcv, [PHOTO], size, size)
+    net = gluon_ssd.get_model("ssd_300_mobilenet0.25_voc", pretrained=False, pretrained_base=False)
+    qnet = gluon_ssd.quantize(net, [photo_batch(gcv, CALIB, size, size).asnumpy()], calib_mode="entropy")
+    sym_file, params_file = gluon_ssd.export(qnet, str(tmp_path / "q"))
+    meta = json.loads((tmp_path / "q-meta.json").read_text())
+    assert meta["model"] == "ssd_300_mobilenet0.25_voc" and meta["calib_mode"] == "entropy"
+    assert '"_contrib_quantize_v2"' in open(sym_file).read()
+    back = gluon_ssd.load_exported(str(tmp_path / "q"))
+    assert back.classes == net.classes
+    for a, b in zip(qnet(x), back(x)):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    # A plain SymbolBlock.imports (what C++ and GluonCV's --deploy do) reads the same files.
+    plain = mx.gluon.SymbolBlock.imports(sym_file, ["data"], params_file)
+    np.testing.assert_array_equal(plain(x)[1].asnumpy(), back(x)[1].asnumpy())
+    with pytest.raises(ValueError, match="exported for 20 classes"):
+        gluon_ssd.load_exported(str(tmp_path / "q"), classes=["cat", "dog"])
+
+
+def test_quantize_refuses_bad_input():
+    net = gluon_ssd.get_model("ssd_300_mobilenet0.25_voc", pretrained=False, pretrained_base=False)
+    batch = np.zeros((1, 3, 300, 300), dtype=np.float32)
+    with pytest.raises(ValueError, match="CPU only"):
+        gluon_ssd.quantize(net, [batch], ctx=mx.gpu(0))
+    with pytest.raises(ValueError, match="at least one batch"):
+        gluon_ssd.quantize(net, [])
+    with pytest.raises(ValueError, match="calib_mode 'minmax'"):
+        gluon_ssd.quantize(net, [batch], calib_mode="minmax")
+    with pytest.raises(ValueError, match="uint8 cannot hold"):
+        gluon_ssd.quantize(net, [batch - 1], quantized_dtype="uint8")
+    with pytest.raises(ValueError, match="needs calib_data"):
+        gluon_ssd.quantize(net, None)
+    with pytest.raises(ValueError, match="no int8 version of 'ssd_512_resnet18_v1_voc_int8'"):
+        gluon_ssd.get_model("ssd_512_resnet18_v1_voc_int8")
+
+
+def test_missing_int8_json_says_where_to_find_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # as if gluoncv were not installed
+    with pytest.raises(FileNotFoundError) as err:
+        int8_symbol_file("ssd_512_mobilenet1.0_voc_int8", root=str(tmp_path))
+    msg = str(err.value)
+    assert "gluoncv/model_zoo/quantized/ssd_512_mobilenet1.0_voc_int8-symbol.json" in msg
+    assert str(tmp_path / "ssd_512_mobilenet1.0_voc_int8-symbol.json") in msg
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--network", "resnet18_v1", "--data-shape", "512", "--quantized"], "GluonCV has no int8 version of"),
+    (["--network", "mobilenet1.0", "--data-shape", "512", "--quantized", "--num-gpus", "1"], "CPU only"),
+    (["--calibration", "--num-calib-batches", "0"], "--num-calib-batches must be at least 1"),
+    (["--calibration", "--backend", "torch"], "--backend torch --dtype int8"),
+    (["--dtype", "int8"], "--backend torch"),
+    (["--backend", "torch", "--dtype", "int8", "--device", "cuda"], "CPU only"),
+])
+def test_eval_cli_refuses_bad_int8_requests(tmp_path, capsys, args, message):
+    rc = _cli("--benchmark", "--out-dir", tmp_path, "--no-progress", *args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------ a model trained in the suite
+def _eval(trained, out_dir, *extra):
+    rc = _cli("--network", trained.network, "--data-shape", trained.data_shape, "--dataset", "custom",
+              "--dataset-root", trained.data, "--splits", "val", "--pretrained", trained.params, "--batch-size", 8,
+              "-j", 0, "--no-progress", "--no-plots", "--out-dir", out_dir, *extra)
+    assert rc == 0
+    return json.loads((out_dir / "results.json").read_text())
+
+
+def test_int8_and_bf16_keep_the_trained_models_map(small_trained_model, tmp_path, capsys):
+    """On the ResNet-18 SSD trained in the suite (VOC07 mAP about 0.8 on its 64 val images): MXNet int8
+    (--calibration), the int8 export evaluated again (--deploy), the twin in int8 (ONNX Runtime) and in
+    bf16 all score within 0.02 of float32."""
+    trained = small_trained_model
+    fp32 = _eval(trained, tmp_path / "fp32")["map"]
+    assert fp32 > 0.5, "the trained model does not detect: the comparison would prove little"
+    int8 = _eval(trained, tmp_path / "int8", "--calibration", "--num-calib-batches", 2)
+    assert int8["settings"]["precision"] == "int8" and int8["settings"]["cpu_features"] is not None
+    prefix = tmp_path / "int8" / "model" / f"{trained.network}-quantized-naive"
+    assert f"wrote the int8 model (naive calibration on 16 images): {prefix}-symbol.json" in capsys.readouterr().out
+    deployed = _cli("--deploy", "--model-prefix", prefix, "--data-shape", trained.data_shape, "--dataset", "custom",
+                    "--dataset-root", trained.data, "--splits", "val", "--batch-size", 8, "-j", 0, "--no-progress",
+                    "--no-plots", "--out-dir", tmp_path / "deploy")
+    assert deployed == 0
+    deploy_map = json.loads((tmp_path / "deploy" / "results.json").read_text())["map"]
+    twin8 = _eval(trained, tmp_path / "twin8", "--backend", "torch", "--dtype", "int8", "--num-calib-batches", 2)
+    bf16 = _eval(trained, tmp_path / "bf16", "--backend", "torch", "--dtype", "bf16")
+    maps = {"mxnet int8": int8["map"], "deployed int8": deploy_map, "twin int8": twin8["map"], "twin bf16": bf16["map"]}
+    for what, value in maps.items():
+        assert abs(value - fp32) <= 0.02, f"{what} mAP {value:.4f} vs float32 {fp32:.4f}"
+    assert deploy_map == pytest.approx(int8["map"], abs=1e-9)  # the same graph and weights, read back
+
+
+def test_int8_export_of_another_model_is_refused(small_trained_model, tmp_path, capsys):
+    """The trained two-class model's int8 export evaluated on VOC (20 classes): a message, exit 2."""
+    trained = small_trained_model
+    net = gluon_ssd.get_model(trained.network, pretrained=trained.params, classes=["circle", "cross"])
+    qnet = gluon_ssd.quantize(net, [np.zeros((2, 3, 128, 128), np.float32)], calib_mode="none")
+    gluon_ssd.export(qnet, str(tmp_path / "q"), data_shape=(128, 128))
+    rc = _cli("--deploy", "--model-prefix", tmp_path / "q", "--data-shape", 128, "--dataset", "voc",
+              "--dataset-root", DATA / "voc_sample/VOCdevkit", "--splits", "2007_test", "--no-progress",
+              "--out-dir", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert rc == 2 and "exported for 2 classes" in err and "Traceback" not in err
