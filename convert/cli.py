@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 import tempfile
 import zipfile
+
+from gluon_ssd.cli.common import ArgumentParser, UsageError, parse_classes, run_main, setup_logging
+
+PROG = "python -m convert"
 
 EXAMPLES = """examples:
   python -m convert --network ssd_512_resnet50_v1_voc --params ssd_512_resnet50_v1_voc.params \\
@@ -18,13 +20,9 @@ EXAMPLES = """examples:
 """
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m convert", description=__doc__, epilog=EXAMPLES,
+    parser = ArgumentParser(
+        prog=PROG, description=__doc__, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", help="zoo model name, e.g. ssd_512_resnet50_v1_voc (with --reverse: "
                         "default the one saved in the .pth)")
@@ -32,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "format, or gluon_ssd) or a gluon_ssd training checkpoint; with --reverse a .pth written "
                         "by this tool or a state dict")
     parser.add_argument("--out", help="output: .pth (default) or, with --reverse, .params")
-    parser.add_argument("--classes", help="comma-separated class names (required for *_custom models; "
-                        "default the dataset's)")
+    parser.add_argument("--classes", help="comma-separated class names or a file with one per line (required "
+                        "for *_custom models; default the dataset's)")
     parser.add_argument("--reverse", action="store_true", help="PyTorch -> gluon_ssd parameters")
     parser.add_argument("--verify", action="store_true", help="compare the converted model with gluon_ssd "
                         "on real photos and print a table of differences (exit 1 on failure)")
@@ -54,15 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "model's base size)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
-
-
-def _classes(text):
-    if text is None:
-        return None
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    if not names:
-        raise UsageError(f"--classes {text!r} names no class: give comma-separated names, e.g. --classes cat,dog")
-    return names
 
 
 def _check_network(name):
@@ -86,7 +75,7 @@ def _forward(args) -> int:
         raise UsageError("nothing to do: pass --out OUT.pth and/or --verify, --torchscript, --onnx")
     if not os.path.isfile(args.params):
         raise UsageError(f"--params {args.params}: no such file")
-    classes = _classes(args.classes)
+    classes = parse_classes(args.classes)
     if args.verify:
         from .inference import resolve_device
 
@@ -174,7 +163,7 @@ def _quantize(args) -> int:
         raise UsageError(f"--num-calib-images must be at least 1, got {args.num_calib_images}")
     if not os.path.isfile(args.params):
         raise UsageError(f"--params {args.params}: no such file")
-    classes = _classes(args.classes)
+    classes = parse_classes(args.classes)
     if args.network.endswith("_custom") and classes is None:
         raise UsageError(f"{args.network} is a custom model: pass its class names with --classes a,b,c")
     photos = _calibration_photos(args.calib_images)[:args.num_calib_images]
@@ -205,7 +194,7 @@ def _reverse(args) -> int:
         raise UsageError("--reverse needs --out OUT.params")
     payload = read_torch_file(args.params)
     network = args.network or payload.get("network")
-    classes = _classes(args.classes) or payload.get("classes")
+    classes = parse_classes(args.classes) or payload.get("classes")
     if args.network and payload.get("network") and args.network != payload["network"]:
         raise UsageError(f"--network {args.network} but {args.params} holds {payload['network']}: drop --network "
                          "or pass the right file")
@@ -225,12 +214,14 @@ def _reverse(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def run(args) -> int:
+    setup_logging(verbose=args.verbose)
     try:
         return _reverse(args) if args.reverse else _forward(args)
-    except (UsageError, ValueError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, ImportError) as err:  # the file or the model does not fit
+        raise UsageError(str(err)) from None
+
+
+def main(argv=None) -> int:
+    """``python -m convert``: 0 success, 1 --verify failed, 2 bad input (gluon_ssd.cli.common), 130 interrupted."""
+    return run_main(PROG, build_parser().parse_args, run, argv)

@@ -5,8 +5,8 @@ twin's ResNet-50 network at 512 px, batch 8, ran 16.3 images/s in ONNX Runtime i
 fp32 (channels_last) and 5.5 under torch bf16 autocast; torch 2.13 itself has no maintained int8 CPU path
 (quantize_pt2e moved out to torchao). onnxruntime is already pinned beside numpy 1.23.5.
 
-Only the network's convolutions, residual sums and max-pools are quantized (the prediction heads stay
-float32 unless asked): per-channel int8 weights, uint8 activations (QDQ format), calibrated on
+Only the network's convolutions, residual sums and max-pools are quantized (the class prediction heads
+stay float32 unless asked): per-channel int8 weights, uint8 activations (QDQ format), calibrated on
 preprocessed images by min/max ('naive') or entropy. Anchors, box decoding and NMS stay float32 in torch
 (:meth:`convert.model.SSD.postprocess`), so detections come out as with every other backend. The .onnx
 file records the model name and classes; loading it needs no MXNet.
@@ -96,8 +96,8 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
     calib_mode : 'naive' (min/max of each tensor) or 'entropy'.
     num_calib_examples : images used (default all).
     data_shape : (H, W) of the graph (default the calibration images' size). Inputs must have this size.
-    quantize_heads : also quantize the class and box prediction convolutions (default: they stay float32,
-        as in :func:`gluon_ssd.quantize`, which measured why).
+    quantize_heads : also quantize the class prediction convolutions (default: they stay float32, as in
+        :func:`gluon_ssd.quantize`, which measured why; the box heads are int8 either way).
 
     Returns
     -------
@@ -130,8 +130,8 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
         reduce_range = not has_int8_dot_product()
         import onnx
 
-        heads = [] if quantize_heads else [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv" and
-                                           ("class_predictors" in n.name or "box_predictors" in n.name)]
+        heads = [] if quantize_heads else [n.name for n in onnx.load(pre).graph.node
+                                           if n.op_type == "Conv" and "class_predictors" in n.name]
         quantize_static(pre, os.path.join(tmp, "int8.onnx"), reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=heads,

@@ -501,7 +501,8 @@ def test_voc_objects_and_iou_hand_worked(tmp_path):
     assert _iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
 
 
-def _assert_detections_on_shapes(data, network, params, data_shape, tmp_path, thresh, found_min, hits_min):
+def _assert_detections_on_shapes(data, network, params, data_shape, tmp_path, thresh, found_min, hits_min,
+                                 extra=()):
     """The demo's detections (score >= thresh) on the val images of the synthetic dataset ``data`` land on the
     drawn shapes: for at least ``found_min`` of the objects a detection of the same class has IoU >= 0.5 with
     the object's exact box, and at least ``hits_min`` of the detections are such hits."""
@@ -509,7 +510,8 @@ def _assert_detections_on_shapes(data, network, params, data_shape, tmp_path, th
            if line.strip()]
     out_dir = tmp_path / "demo"
     rc, _, err = run_demo(["--network", network, "--pretrained", params, "--classes", data / "classes.txt",
-                           "--data-shape", data_shape, "--thresh", thresh, "--out-dir", out_dir, "--images", *val])
+                           "--data-shape", data_shape, "--thresh", thresh, "--out-dir", out_dir, *extra,
+                           "--images", *val])
     assert rc == 0, err
     found, objects, hits, detections = 0, 0, 0, 0
     records = read_jsonl(out_dir / "detections.jsonl")

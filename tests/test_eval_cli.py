@@ -342,8 +342,8 @@ def test_results_file_with_unknown_ids(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--quantized"], "not supported"),
-    (["--calibration"], "not supported"),
+    (["--quantized"], "GluonCV has no int8 version of ssd_300_mobilenet0.25_voc"),
+    (["--calibration", "--calib-mode", "none", "--num-calib-batches", "0"], "--num-calib-batches must be at least 1"),
     (["--network", "nonet"], "unknown --network 'nonet'"),
     (["--deploy"], "--model-prefix"),
     (["--deploy", "--model-prefix", "nowhere/model"], "nowhere/model-symbol.json, nowhere/model-0000.params not found"),

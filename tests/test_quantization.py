@@ -180,3 +180,57 @@ def test_int8_export_of_another_model_is_refused(small_trained_model, tmp_path, 
               "--out-dir", tmp_path / "out")
     err = capsys.readouterr().err
     assert rc == 2 and "exported for 2 classes" in err and "Traceback" not in err
+
+
+def test_int8_models_detect_in_the_demo(small_trained_model, tmp_path, capsys):
+    """The trained model's MXNet int8 export (demo_ssd.py --deploy) and its int8 twin written by
+    ``python -m convert --quantize int8`` (demo_ssd.py --backend torch --pretrained X.onnx) find the shapes
+    like the float32 model does (tests/test_demo.py, same bounds)."""
+    from convert.cli import main as convert_main
+    from tests.test_demo import _assert_detections_on_shapes
+
+    trained = small_trained_model
+    classes = (trained.data / "classes.txt").read_text().split()
+    net = gluon_ssd.get_model(trained.network, pretrained=trained.params, classes=classes)
+    net.set_nms(0.45, 200, 100)
+    calib = [str(trained.data / "JPEGImages" / f"{line.strip()}.jpg")
+             for line in open(trained.data / "ImageSets" / "Main" / "train.txt")][:16]
+    from gluon_ssd.data.custom import read_image
+    from gluon_ssd.predict import Preprocessor
+
+    preprocess = Preprocessor(data_shape=trained.data_shape)
+    qnet = gluon_ssd.quantize(net, [np.stack([preprocess(read_image(p)) for p in calib])])
+    prefix = tmp_path / "int8"
+    gluon_ssd.export(qnet, str(prefix), data_shape=(trained.data_shape, trained.data_shape))
+    _assert_detections_on_shapes(trained.data, trained.network, trained.params, trained.data_shape, tmp_path / "a",
+                                 thresh=0.4, found_min=0.6, hits_min=0.55, extra=("--deploy", "--model-prefix", prefix))
+
+    onnx_path = tmp_path / "twin-int8.onnx"
+    rc = convert_main(["--network", trained.network, "--params", trained.params, "--classes", ",".join(classes),
+                       "--quantize", "int8", "--calib-images", ",".join(calib), "--num-calib-images", "16",
+                       "--data-shape", str(trained.data_shape), "--out", str(onnx_path)])
+    assert rc == 0 and f"wrote {onnx_path}" in capsys.readouterr().out
+    _assert_detections_on_shapes(trained.data, trained.network, onnx_path, trained.data_shape, tmp_path / "b",
+                                 thresh=0.4, found_min=0.6, hits_min=0.55, extra=("--backend", "torch"))
+    # Bad input to the converter: no calibration images, a folder without images.
+    assert convert_main(["--network", trained.network, "--params", trained.params, "--classes", "circle,cross",
+                         "--quantize", "int8"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert convert_main(["--network", trained.network, "--params", trained.params, "--classes", "circle,cross",
+                         "--quantize", "int8", "--calib-images", str(tmp_path / "empty")]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+
+def test_cpu_features_are_read_from_the_cpu():
+    from gluon_ssd import cpu
+
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo here")
+    features = cpu.vector_features()
+    assert ("AVX2" in features) == ("avx2" in flags)
+    assert ("VNNI" in features) == ("avx512_vnni" in flags)
+    assert ("AMX-INT8" in features) == ("amx_int8" in flags)
+    assert cpu.has_int8_dot_product() == bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
+    assert all(f in cpu.describe() for f in features)

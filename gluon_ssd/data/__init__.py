@@ -1,7 +1,8 @@
-"""Datasets, the synthetic dataset writer, batching and loading."""
+"""Datasets (one way to open them: :func:`open_dataset`), the synthetic dataset writer, batching and loading."""
 from .batchify import SeededRandomSampler, batchify_detection, make_loader
 from .coco import COCO_CLASSES, COCODetection, CustomCOCODetection
 from .custom import BadImageError, DetectionDataset, read_image
+from .open import DatasetError, open_dataset
 from .transforms import SSDDefaultTrainTransform, SSDDefaultValTransform, load_test, transform_test
 from .voc import VOC_CLASSES, AnnotationError, CustomVOCDetection, UnknownClassError, VOCDetection
 
@@ -12,6 +13,7 @@ __all__ = [
     "COCODetection",
     "CustomCOCODetection",
     "CustomVOCDetection",
+    "DatasetError",
     "DetectionDataset",
     "SHAPE_CLASSES",
     "SSDDefaultTrainTransform",
@@ -23,6 +25,7 @@ __all__ = [
     "batchify_detection",
     "load_test",
     "make_loader",
+    "open_dataset",
     "read_image",
     "transform_test",
     "write_synthetic_dataset",

@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 
@@ -48,13 +47,12 @@ import numpy as np
 
 from .. import specs
 from ..classes import COCO_CLASSES, VOC_CLASSES
-from .coco import COCO_LAYOUT, coco_objects, find_coco_root, load_coco
+from .coco import coco_objects, load_coco
 from .custom import BadImageError, read_image
+from .open import TRAINING_SPLITS, find_dataset_root, parse_voc_splits
 from .voc import (
-    VOC_LAYOUT,
     AnnotationError,
     class_index,
-    find_voc_root,
     read_classes_file,
     read_split,
     read_voc_entry,
@@ -69,14 +67,6 @@ logger = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "custom")
 SEVERITIES = ("fatal", "dropped", "warning")
-
-#: The splits ``train_ssd.py`` reads, by role (:func:`gluon_ssd.train.run.build_datasets` opens these).
-#: A custom dataset's 'val' split is read only where ``ImageSets/Main/val.txt`` exists.
-TRAINING_SPLITS = {
-    "voc": {"train": ((2007, "trainval"), (2012, "trainval")), "val": ((2007, "test"),)},
-    "coco": {"train": ("instances_train2017",), "val": ("instances_val2017",)},
-    "custom": {"train": ("train",), "val": ("val",)},
-}
 
 _EXAMPLES_PER_KIND = 5
 
@@ -371,20 +361,6 @@ def _check_voc_items(ck: _Checker, split: SplitReport, items: list, index: dict,
     return obj.cls[keep], obj.difficult[keep]
 
 
-def _voc_pairs(splits) -> list:
-    out = []
-    for item in splits:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            out.append((item[0], str(item[1])))
-            continue
-        m = re.fullmatch(r"(\w+?)[_:](\w+)", str(item))
-        if not m:
-            raise ValueError(f"VOC split {item!r} is not YEAR_NAME: give e.g. 2007_trainval or 2007_test")
-        year, name = m.groups()
-        out.append((int(year) if year.isdigit() else year, name))
-    return out
-
-
 def _check_voc_like(ck: _Checker, entries, classes, image_ext=".jpg"):
     """entries: (label, role, folder, split name); ``classes`` None: every name the XMLs use, sorted."""
     read = []
@@ -562,31 +538,28 @@ def check_dataset(
     Raises
     ------
     ValueError
-        A bad argument: unknown dataset kind, network, data shape, split syntax, image_dir count.
-    FileNotFoundError
-        ``root`` is not a folder, or holds no dataset of the kind (the message gives the layout).
+        A bad argument: unknown dataset kind, network, data shape, split syntax, image_dir count; and
+        (:class:`~gluon_ssd.data.open.DatasetError`) a ``root`` that holds no dataset of the kind, found as
+        training and evaluation find it (:func:`~gluon_ssd.data.open.find_dataset_root`; the message gives the
+        layout).
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     if int(data_shape) != data_shape or data_shape < 1:
         raise ValueError(f"data_shape must be a positive integer (the network input size), got {data_shape!r}")
     model_name = _resolve_model(network, int(data_shape), dataset)
-    root = os.path.expanduser(os.fspath(root))
+    root = find_dataset_root(dataset, root)  # the root that training and evaluation would read
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"dataset root {root} is not a folder; pass the folder of the {dataset} dataset")
+        raise ValueError(f"--dataset-root {root}: the checker reads VOC-layout folders; a COCO JSON is checked "
+                         "with --dataset coco")
     report = CheckReport(dataset, root, (), model_name, int(data_shape), anchor_sizes=anchor_sizes(model_name))
     ck = _Checker(report, int(data_shape), progress)
     if dataset == "voc":
-        found = find_voc_root(root)
-        if found is None:
-            raise FileNotFoundError(f"no VOC dataset under {root}: expected {VOC_LAYOUT}, or a folder holding "
-                                    "VOC<year>/ folders directly")
-        report.root = found
         if splits:
-            roles = [(split_role("voc", p), p) for p in _voc_pairs(splits)]
+            roles = [(split_role("voc", p), p) for p in parse_voc_splits(splits)]
         else:
             roles = [(r, p) for r, ps in TRAINING_SPLITS["voc"].items() for p in ps]
-        entries = [(f"{y}_{n}", r, os.path.join(found, f"VOC{y}" if isinstance(y, int) else str(y)), n)
+        entries = [(f"{y}_{n}", r, os.path.join(root, f"VOC{y}" if isinstance(y, int) else str(y)), n)
                    for r, (y, n) in roles]
         _check_voc_like(ck, entries, VOC_CLASSES)
     elif dataset == "custom":
@@ -606,10 +579,6 @@ def check_dataset(
             classes = None
         _check_voc_like(ck, [(s, r, root, s) for r, s in roles], classes)
     else:
-        found = find_coco_root(root)
-        if found is None:
-            raise FileNotFoundError(f"no COCO dataset under {root}: expected {COCO_LAYOUT}")
-        report.root = found
         if splits:
             roles = [(split_role("coco", s), str(s)) for s in splits]
         else:
@@ -623,7 +592,7 @@ def check_dataset(
             if len(dirs) != len(names):
                 raise ValueError(f"give one image folder for all splits or one per split: {len(dirs)} for "
                                  f"{len(names)} splits {names}")
-        _check_coco(ck, [(s, r, os.path.join(found, "annotations", f"{s}.json"), os.path.join(found, d))
+        _check_coco(ck, [(s, r, os.path.join(root, "annotations", f"{s}.json"), os.path.join(root, d))
                          for (r, s), d in zip(roles, dirs)])
     ck.note_overlap()
     for role in ("train", "val"):

@@ -36,19 +36,15 @@ import numpy as np
 from ..classes import COCO_CLASSES
 from .custom import DetectionDataset
 
-__all__ = ["COCO_CLASSES", "COCODetection", "CustomCOCODetection", "load_coco", "find_coco_root", "COCO_LAYOUT"]
+__all__ = ["COCO_CLASSES", "COCODetection", "CustomCOCODetection", "load_coco", "find_coco_root"]
 
 logger = logging.getLogger(__name__)
 
 
-
-COCO_LAYOUT = "annotations/instances_*2017.json and train2017/, val2017/ image folders"
-
-
 def find_coco_root(root: str) -> str | None:
-    """The folder holding ``annotations/`` of a dataset root, as train_ssd.py looks for it: ``root`` itself or
-    ``root/coco`` (GluonCV's ``~/.mxnet/datasets``). None when neither; the expected layout is
-    :data:`COCO_LAYOUT`."""
+    """The folder holding ``annotations/`` of a dataset root, as training and evaluation look for it: ``root``
+    itself or ``root/coco`` (GluonCV's ``~/.mxnet/datasets``). None when neither; the expected layout is
+    :func:`gluon_ssd.data.open.expected_layout`."""
     root = os.path.expanduser(os.fspath(root))
     for cand in (root, os.path.join(root, "coco")):
         if os.path.isdir(os.path.join(cand, "annotations")):

@@ -38,7 +38,7 @@ from .custom import BadImageError, DetectionDataset, _header_size
 
 __all__ = [
     "VOC_CLASSES", "VOCDetection", "CustomVOCDetection", "parse_voc_xml", "voc_labels", "AnnotationError",
-    "UnknownClassError", "read_classes_file", "find_voc_root", "VOC_LAYOUT",
+    "UnknownClassError", "read_classes_file", "find_voc_root",
 ]
 
 logger = logging.getLogger(__name__)
@@ -449,17 +449,14 @@ class CustomVOCDetection(_VOCLayout):
         self._build(entries, classes, unknown_classes, on_error, transform, image_ext)
 
 
-VOC_LAYOUT = ("VOCdevkit/VOC2007 and/or VOC2012 (any VOC<year>/) with Annotations/, JPEGImages/ and "
-              "ImageSets/Main/")
-
-
 def find_voc_root(root: str) -> str | None:
-    """The folder holding the ``VOC<year>/`` folders of a dataset root, as train_ssd.py looks for it.
+    """The folder holding the ``VOC<year>/`` folders of a dataset root, as training and evaluation look for it
+    (:func:`gluon_ssd.data.open.find_dataset_root`).
 
     Tried in order: ``root`` itself (the VOCdevkit, or GluonCV's ``~/.mxnet/datasets/voc`` that holds
     ``VOC2007/`` directly), ``root/voc``, ``root/VOCdevkit``, ``root/voc/VOCdevkit`` (GluonCV's
     ``~/.mxnet/datasets``). Returns None when none of them holds a ``VOC<year>/`` folder; the expected
-    layout is :data:`VOC_LAYOUT`.
+    layout is :func:`gluon_ssd.data.open.expected_layout`.
     """
     root = os.path.expanduser(os.fspath(root))
     for cand in (root, os.path.join(root, "voc"), os.path.join(root, "VOCdevkit"),

@@ -12,6 +12,15 @@ __all__ = [
     "COCODetectionMetric",
 ]
 
-from .loop import EvalResult, ImagePredictions, benchmark, calibration_batches, evaluate, make_metric  # noqa: E402
+from .loop import (  # noqa: E402
+    EvalResult,
+    ImagePredictions,
+    benchmark,
+    calibration_batches,
+    evaluate,
+    make_metric,
+    random_batches,
+)
 
-__all__ += ["EvalResult", "ImagePredictions", "evaluate", "make_metric", "benchmark", "calibration_batches"]
+__all__ += ["EvalResult", "ImagePredictions", "evaluate", "make_metric", "benchmark", "calibration_batches",
+            "random_batches"]

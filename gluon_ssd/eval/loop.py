@@ -348,8 +348,10 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
     names, values = list(names), [float(v) for v in values]
     result = EvalResult(names, values, values[-1], metric, seconds, seen / max(seconds, 1e-12), seen,
                         metric_seconds, predictions)
-    logger.info("evaluated %d images in %.2f s (%.1f images/s); mAP %.4f", seen, seconds,
-                result.images_per_second, result.map)
+    from ..cpu import describe
+
+    logger.info("evaluated %d images in %.2f s (%.1f images/s on %s); mAP %.4f", seen, seconds,
+                result.images_per_second, describe(), result.map)
     return result
 
 
@@ -370,7 +372,8 @@ def benchmark(net, data_shape, batch_size: int = 8, num_iterations: int = 100, c
     Returns
     -------
     dict
-        ``{'images_per_second', 'seconds', 'images', 'batch_size', 'iterations'}``. Each iteration
+        ``{'images_per_second', 'seconds', 'images', 'batch_size', 'iterations', 'cpu', 'cpu_features'}``
+        (the CPU's model and vector features: int8/bf16 speed depends on them). Each iteration
         waits for the outputs to reach the host, so the time includes the device-to-host copy.
     """
     from tqdm import tqdm
@@ -390,9 +393,14 @@ def benchmark(net, data_shape, batch_size: int = 8, num_iterations: int = 100, c
                       leave=False):
             infer(data)
         seconds = time.perf_counter() - tic
+    from ..cpu import describe, vector_features
+
     images = int(batch_size) * int(num_iterations)
+    logger.info("benchmark: %.2f images/s at batch %d on %s", images / max(seconds, 1e-12), int(batch_size),
+                describe())
     return {"images_per_second": images / max(seconds, 1e-12), "seconds": seconds, "images": images,
-            "batch_size": int(batch_size), "iterations": int(num_iterations)}
+            "batch_size": int(batch_size), "iterations": int(num_iterations), "cpu": describe(),
+            "cpu_features": vector_features()}
 
 
 def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, num_workers: int = 0) -> list:
@@ -419,3 +427,12 @@ def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, 
     if not batches:
         raise ValueError("the dataset has no image to calibrate on")
     return batches
+
+
+def random_batches(data_shape, batch_size: int, num_batches: int, seed: int = 0) -> list:
+    """``num_batches`` (B, 3, H, W) float32 batches uniform in [-2, 2) (about the range of normalised images):
+    the calibration input of a benchmark, which has no dataset."""
+    height, width = _hw(data_shape)
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-2, 2, (int(batch_size), 3, height, width)).astype(np.float32)
+            for _ in range(int(num_batches))]

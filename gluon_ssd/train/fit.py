@@ -122,15 +122,14 @@ class SeededAugmentation(gluon.data.Dataset):
 
 
 def _contexts(cfg: TrainConfig):
-    gpus = [g for g in str(cfg.gpus).split(",") if g.strip() != ""]
-    if gpus and cfg.cpu_contexts:
-        raise TrainingError("--cpu-contexts needs an empty --gpus ('--gpus \"\"')")
-    if gpus:
-        if mx.context.num_gpus() == 0:
-            raise TrainingError(f"--gpus {cfg.gpus} asked for GPUs but this mxnet build sees none; use --gpus '' "
-                                "(CPU) or install the mxnet-cu112 build on a CUDA 11.2 host")
-        return [mx.gpu(int(g)) for g in gpus]
-    return [mx.cpu(i) for i in range(max(cfg.cpu_contexts, 1))]
+    """The devices of ``--gpus`` / ``--cpu-contexts`` (:func:`gluon_ssd.devices.mxnet_contexts`)."""
+    from ..devices import mxnet_contexts, parse_gpu_ids
+
+    try:
+        return mxnet_contexts(parse_gpu_ids(cfg.gpus), cfg.cpu_contexts)
+    except ValueError as err:
+        flags = f"--gpus {str(cfg.gpus)!r}" + (f" --cpu-contexts {cfg.cpu_contexts}" if cfg.cpu_contexts else "")
+        raise TrainingError(f"{flags}: {err}; --gpus '' trains on the CPU") from None
 
 
 def _split(batch, ctx_list):

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import specs
 from ..classes import COCO_CLASSES, VOC_CLASSES
+from ..data.open import TRAINING_SPLITS
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
 from ..model_zoo import MODEL_SPECS
 from .fit import TrainConfig, Trainer, TrainingError, _contexts
@@ -31,26 +32,6 @@ def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
         raise TrainingError(str(err)) from None
 
 
-def _find_voc_root(root):
-    from ..data.voc import VOC_LAYOUT, find_voc_root
-
-    found = find_voc_root(root)
-    if found is None:
-        raise TrainingError(f"no VOC dataset under --dataset-root {root}: expected {VOC_LAYOUT} (see README, "
-                            "'Datasets')")
-    return found
-
-
-def _find_coco_root(root):
-    from ..data.coco import COCO_LAYOUT, find_coco_root
-
-    found = find_coco_root(root)
-    if found is None:
-        raise TrainingError(f"no COCO dataset under --dataset-root {root}: expected {COCO_LAYOUT} (see README, "
-                            "'Datasets')")
-    return found
-
-
 def dataset_root(cfg: TrainConfig) -> str:
     root = os.path.expanduser(cfg.dataset_root)
     if cfg.dataset == "synthetic" and cfg.dataset_root == TrainConfig.dataset_root:
@@ -61,21 +42,14 @@ def dataset_root(cfg: TrainConfig) -> str:
 
 
 def build_datasets(cfg: TrainConfig):
-    """(train dataset, val dataset or None, classes, metric name)."""
-    from ..data import COCODetection, CustomVOCDetection, VOCDetection
-    from ..data.check import TRAINING_SPLITS  # the splits read here, which the dataset checker checks
+    """(train dataset, val dataset or None, classes, metric name), opened with
+    :func:`gluon_ssd.data.open_dataset` as evaluation opens them; the splits are
+    :data:`gluon_ssd.data.open.TRAINING_SPLITS`, which the dataset checker checks."""
+    from ..data.open import DatasetError, find_dataset_root, open_dataset
 
+    if cfg.dataset not in DATASETS:
+        raise TrainingError(f"unknown --dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
     root = dataset_root(cfg)
-    if cfg.dataset == "voc":
-        root = _find_voc_root(root)
-        train = VOCDetection(root, splits=TRAINING_SPLITS["voc"]["train"])
-        val = VOCDetection(root, splits=TRAINING_SPLITS["voc"]["val"], on_error="raise")
-        return train, val, VOC_CLASSES, "voc07"
-    if cfg.dataset == "coco":
-        root = _find_coco_root(root)
-        train = COCODetection(root, splits=TRAINING_SPLITS["coco"]["train"])
-        val = COCODetection(root, splits=TRAINING_SPLITS["coco"]["val"], skip_empty=False, on_error="raise")
-        return train, val, COCO_CLASSES, "coco"
     if cfg.dataset == "synthetic" and not os.path.isfile(os.path.join(root, cfg.classes_file)):
         from ..data.synthetic import write_synthetic_dataset
 
@@ -83,19 +57,20 @@ def build_datasets(cfg: TrainConfig):
                  cfg.synthetic_val, cfg.synthetic_seed, root)
         write_synthetic_dataset(root, cfg.synthetic_train, cfg.synthetic_val, seed=cfg.synthetic_seed,
                                 progress=cfg.progress)
-    if cfg.dataset in ("custom", "synthetic"):
-        if not os.path.isdir(root):
-            raise TrainingError(f"--dataset-root {root} does not exist: a custom dataset is a VOC-format folder "
-                                "with JPEGImages/, Annotations/, ImageSets/Main/train.txt (and val.txt) and a "
-                                f"{cfg.classes_file} listing the class names")
-        splits = TRAINING_SPLITS["custom"]
-        train = CustomVOCDetection(root, splits=splits["train"], classes_file=cfg.classes_file)
+    kind = "custom" if cfg.dataset == "synthetic" else cfg.dataset
+    try:
+        root = find_dataset_root(kind, root)
+        train = open_dataset(kind, root, purpose="train", classes_file=cfg.classes_file)
         val = None
-        if cfg.val_interval and all(os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{s}.txt"))
-                                    for s in splits["val"]):
-            val = CustomVOCDetection(root, splits=splits["val"], classes_file=cfg.classes_file, on_error="raise")
-        return train, val, tuple(train.classes), "voc07"
-    raise TrainingError(f"unknown --dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+        # A custom dataset may come without a val split; VOC and COCO always validate.
+        if kind != "custom" or (cfg.val_interval and os.path.isdir(root) and all(
+                os.path.isfile(os.path.join(root, "ImageSets", "Main", f"{s}.txt"))
+                for s in TRAINING_SPLITS["custom"]["val"])):
+            val = open_dataset(kind, root, purpose="eval", classes_file=cfg.classes_file)
+    except DatasetError as err:
+        raise TrainingError(f"{err} (see README, 'Datasets')") from None
+    classes = {"voc": VOC_CLASSES, "coco": COCO_CLASSES}.get(kind) or tuple(train.classes)
+    return train, val, classes, "coco" if kind == "coco" else "voc07"
 
 
 def _parse_bool_or_path(value):

@@ -1,0 +1,203 @@
+"""Detect objects in images, folders and videos with an SSD; draw, save and export the detections.
+
+Examples::
+
+    python demo_ssd.py --images dog.jpg 'photos/*.jpg' photos2/ --out-dir out
+    python demo_ssd.py --network ssd_512_resnet50_v1_voc --images street.jpg --classes person,car --out-dir out
+    python demo_ssd.py --network ssd_300_vgg16_atrous_custom --pretrained run/ssd_best.params \\
+        --classes circle,square,triangle,cross,ring --data-shape 300 --images val/ --out-dir out
+    python demo_ssd.py --video clip.mp4 --every 10 --out-dir out
+
+Outputs in --out-dir: one annotated image per input image (same name and format, same size as the
+input), for a video the processed frames as PNGs in ``<video name>_frames/frame_<index>.png``, and
+``detections.jsonl`` with one line per image or frame::
+
+    {"image": path, "width": W, "height": H, "annotated": output path,
+     "detections": [{"class": name, "class_id": i, "score": s, "box": [x1, y1, x2, y2]}, ...]}
+
+Boxes are in the original image's pixels, clipped to the image, sorted by score (:mod:`gluon_ssd.annotate`).
+
+Exit status: 0 when at least one image or frame was processed (inputs that could not be read are
+reported and skipped), 1 when none could be read, 2 for a usage error or a model that cannot be loaded.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import ArgumentParser, UsageError, contexts, parse_classes, run_main, setup_logging
+
+PROG = "demo_ssd.py"
+EXIT_NOTHING_READ = 1
+
+
+def parse_args(argv=None):
+    from gluon_ssd.predict import BACKENDS
+
+    p = ArgumentParser(
+        prog=PROG,
+        description="Detect objects with an SSD on images, folders and videos; write annotated images "
+                    "and detections.jsonl.",
+        epilog="Exit status: 0 if at least one image/frame was processed, 1 if no input could be read, "
+               "2 for usage or model-loading errors.")
+    p.add_argument("--network", default="ssd_300_vgg16_atrous_coco",
+                   help="model zoo name (default: %(default)s)")
+    p.add_argument("--pretrained", default="True",
+                   help="'True' for GluonCV's published weights (model store), a parameter file path "
+                        "(GluonCV's or from training), or 'False' for random weights (smoke tests)")
+    p.add_argument("--images", nargs="+", default=[], metavar="PATH",
+                   help="image files, folders (their images, not recursive) and quoted glob patterns")
+    p.add_argument("--video", nargs="+", default=[], metavar="VIDEO", help="video files")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="process every N-th video frame, starting at frame 0 (default: %(default)s)")
+    p.add_argument("--out-dir", required=True, help="folder for annotated images and detections.jsonl")
+    p.add_argument("--thresh", type=float, default=0.5,
+                   help="keep detections with a score at least this (default: %(default)s)")
+    p.add_argument("--nms-thresh", type=float, default=0.45,
+                   help="per-class NMS IoU threshold (default: %(default)s)")
+    p.add_argument("--topk", type=int, default=200,
+                   help="candidates kept before NMS, -1 for all (default: %(default)s)")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names, or a file with one per line: the classes a "
+                        "*_custom network was trained with (in order), or a subset of a VOC/COCO network's "
+                        "classes to detect only those")
+    p.add_argument("--short", type=int, default=None,
+                   help="resize the short side to this, keeping the aspect ratio (default 512)")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="...unless the long side would exceed this (default 1024)")
+    p.add_argument("--data-shape", type=int, default=None, metavar="S",
+                   help="instead: resize to SxS, ignoring the aspect ratio (the evaluation preprocessing)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images per network call; only images of the same input shape share a batch "
+                        "(default: %(default)s)")
+    p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1'; empty for CPU (default)")
+    p.add_argument("--backend", default="mxnet",
+                   help=f"inference backend (available: {', '.join(sorted(BACKENDS))}; default: %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
+    p.add_argument("--deploy", action="store_true",
+                   help="run an exported model (--model-prefix), float32 or int8 (gluon_ssd.export, eval_ssd.py "
+                        "--calibration); its classes come from PREFIX-meta.json or --classes")
+    p.add_argument("--model-prefix", default=None, help="prefix of the exported model for --deploy")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
+                   help="--backend torch: network precision (default: %(default)s)")
+    p.add_argument("--show", action="store_true", help="also show each annotated image in a window")
+    p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
+    return p.parse_args(argv)
+
+
+def check_args(args):
+    if args.data_shape is not None and (args.short is not None or args.max_size is not None):
+        raise UsageError("--data-shape (fixed SxS resize) and --short/--max-size (aspect-preserving "
+                         "resize) exclude each other; give one of them")
+    for name in ("every", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("short", "max_size", "data_shape"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if not 0.0 <= args.thresh <= 1.0:
+        raise UsageError(f"--thresh must be in [0, 1], got {args.thresh}")
+    if args.deploy and not args.model_prefix:
+        raise UsageError("--deploy needs --model-prefix PREFIX (PREFIX-symbol.json and PREFIX-0000.params)")
+    if args.deploy and args.backend != "mxnet":
+        raise UsageError("--deploy runs an MXNet export; for the twin's int8 graph use --backend torch "
+                         "--pretrained MODEL-int8.onnx")
+    if not args.images and not args.video:
+        raise UsageError("nothing to do: give --images and/or --video")
+
+
+def load_detector(args, classes, ctx):
+    """The detector of --network/--pretrained on --backend, or the export of --deploy."""
+    from gluon_ssd import predict
+
+    from .common import backend_options, load_model
+
+    options = backend_options(args.backend, args.device, args.dtype, "--gpus")
+    if args.deploy:
+        try:
+            return predict.load_deployed_detector(args.model_prefix, classes, ctx)
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(f"--deploy --model-prefix {args.model_prefix}: {err}") from None
+    hint = f" (--classes gives {len(classes)} classes: are they the classes the file was trained with?)" \
+        if classes else ""
+    return load_model(args.backend, args.network, mismatch_hint=hint,
+                      pretrained=predict.parse_pretrained(args.pretrained), classes=classes, ctx=ctx,
+                      nms_thresh=args.nms_thresh, nms_topk=args.topk, **options)
+
+
+def summary_line(name, rec, limit=5):
+    dets = rec["detections"]
+    words = ", ".join(f"{d['class']} {d['score']:.2f}" for d in dets[:limit])
+    more = f", +{len(dets) - limit} more" if len(dets) > limit else ""
+    noun = "detection" if len(dets) == 1 else "detections"
+    return f"{name}: {len(dets)} {noun}" + (f" ({words}{more})" if dets else "")
+
+
+class Shower:
+    """--show: one window, opened lazily; turned off with a warning when there is no display."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        if enabled and sys.platform.startswith("linux") and not (
+                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            self._off("--show needs a display (DISPLAY is not set); the annotated images are only saved")
+
+    def _off(self, why):
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {why}", file=sys.stderr)
+        self.enabled = False
+
+    def __call__(self, rgb, wait_ms):
+        if not self.enabled:
+            return
+        import cv2
+
+        try:
+            cv2.imshow("demo_ssd", rgb[:, :, ::-1])
+            cv2.waitKey(wait_ms)
+        except cv2.error as err:
+            self._off(f"--show: cannot open a window ({str(err).strip().splitlines()[-1]}); the annotated images "
+                      "are only saved")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from gluon_ssd import predict
+    from gluon_ssd.annotate import annotate, expand_images
+
+    setup_logging(verbose=args.verbose)
+    check_args(args)
+    classes = parse_classes(args.classes)
+    preprocess = predict.Preprocessor(short=args.short or 512, max_size=args.max_size or 1024,
+                                      data_shape=args.data_shape)
+    images = expand_images(args.images)
+    ctx = contexts("--gpus", args.gpus, cpu_hint="leave --gpus out to run on the CPU")
+    detector = load_detector(args, classes, ctx)
+    show = Shower(args.show)
+
+    def on_image(rec, drawn, is_frame):
+        tqdm.write(summary_line(rec["image"], rec))
+        show(drawn, 1 if is_frame else 0)
+
+    try:
+        done = annotate(detector, images, args.video, args.out_dir, preprocess, batch_size=args.batch_size,
+                        thresh=args.thresh, every=args.every, on_image=on_image)
+    except OSError as err:
+        raise UsageError(f"cannot write into --out-dir {args.out_dir}: {err}") from None
+    if done.unreadable:
+        print(f"{len(done.unreadable)} input(s) could not be read: {', '.join(done.unreadable)}", file=sys.stderr)
+    if done.images + done.frames == 0:
+        print(f"{PROG}: error: no image or frame could be read, nothing was detected (outputs in {args.out_dir})",
+              file=sys.stderr)
+        return EXIT_NOTHING_READ
+    parts = [f"{n} annotated {what}" for n, what in ((done.images, "image(s)"), (done.frames, "video frame(s)")) if n]
+    print(f"{done.detections} detection(s); wrote {' and '.join(parts)} and {done.jsonl_path} to {args.out_dir}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(PROG, parse_args, run, argv)
