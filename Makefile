@@ -11,6 +11,8 @@ $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	# the project itself, editable: console scripts and the backend entry points (--backend torch)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.test: requirements.txt requirements-test.txt $(VENV)/.runtime

@@ -13,6 +13,7 @@ Importing this package needs only torch and numpy; reading or writing MXNet file
 """
 import gluon_ssd._env  # noqa: F401  (thread settings, before mxnet may be imported)
 
+from .backend import register as _register  # noqa: E402
 from .export import export_onnx, export_torchscript
 from .inference import fuse_batchnorm, predict, prepare
 from .mapping import (
@@ -26,6 +27,9 @@ from .mapping import (
 )
 from .model import SSD, get_torch_model, to_torchvision
 from .postprocess import box_nms, detect
+
+# --backend torch of gluon_ssd's tools: the twin registers itself (gluon_ssd never imports convert).
+_register()
 
 __all__ = ["SSD", "get_torch_model", "load_torch_model", "save_torch_model", "convert_gluon_file",
            "write_gluon_file", "gluon_to_torch", "torch_to_gluon", "key_map", "box_nms", "detect",

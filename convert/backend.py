@@ -73,3 +73,24 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
     model.set_nms(nms_thresh, nms_topk, post_nms)
     log.info("torch backend: %s on %s (%s)", network, device, dtype)
     return TorchDetector(model, device, dtype)
+
+
+def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, calib_mode: str = "naive",
+                            num_calib_examples=None, quantize_heads: bool = False, nms=(0.45, 400, 100)):
+    """The int8 version of a twin detector (ONNX Runtime, :func:`convert.lowp.quantize_twin`) written to
+    ``out_path`` and loaded back: what ``eval_ssd.py --backend torch --dtype int8`` evaluates."""
+    from .lowp import load_int8_detector, quantize_twin
+
+    if detector.device.type != "cpu":
+        raise ValueError("the int8 twin runs on the CPU (ONNX Runtime): use --device cpu")
+    quantize_twin(detector.model, calib_batches, out_path, calib_mode=calib_mode,
+                  num_calib_examples=num_calib_examples, quantize_heads=quantize_heads)
+    return load_int8_detector(out_path, *nms)
+
+
+def register() -> None:
+    """Register the twin as gluon_ssd's 'torch' backend (the entry point of the ``gluon_ssd.backends`` group;
+    importing :mod:`convert` does it too)."""
+    from gluon_ssd.predict import register_backend
+
+    register_backend("torch", load_torch_detector, quantize_torch_detector)

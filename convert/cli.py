@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on real photos and print a table of differences (exit 1 on failure)")
     parser.add_argument("--device", default="cpu", help="where --verify runs the PyTorch twin: cpu or cuda[:N] "
                         "(float32; raw outputs held to 1e-3 on CUDA, 1e-4 on CPU)")
-    parser.add_argument("--images", help="comma-separated photos for --verify (default: two photos of the "
-                        "project's shared test data)")
+    parser.add_argument("--images", help="comma-separated photos for --verify (required with --verify; two or "
+                        "more also compare the training-mode outputs)")
     parser.add_argument("--torchscript", metavar="OUT.pt", help="also write a scripted TorchScript model")
     parser.add_argument("--onnx", metavar="OUT.onnx", help="also write an ONNX model (opset 17; needs onnx)")
     parser.add_argument("--quantize", choices=("int8",), help="write the twin's network as a calibrated int8 "
@@ -103,11 +103,12 @@ def _forward(args) -> int:
 def _verify(model, args) -> int:
     import gluon_ssd
 
-    from .verify import default_photos, format_table, photo_batch, verify
+    from .verify import format_table, photo_batch, verify
 
-    photos = [p.strip() for p in args.images.split(",") if p.strip()] if args.images else default_photos()
+    photos = [p.strip() for p in args.images.split(",") if p.strip()] if args.images else []
     if not photos:
-        raise UsageError("--verify needs photos: pass --images a.jpg,b.jpg")
+        raise UsageError("--verify needs photos to compare on: pass --images a.jpg,b.jpg (two or more also "
+                         "compare the training-mode outputs)")
     missing = [p for p in photos if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"--images: no such file: {', '.join(missing)}")

@@ -223,14 +223,6 @@ def format_table(checks: list[Check], title: str = "") -> str:
     return "\n".join(([title] if title else []) + rows)
 
 
-def default_photos() -> list[str]:
-    """Two real photos of the project's shared test data, when they are next to the checkout."""
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data")
-    paths = [os.path.join(root, "voc_sample", "VOCdevkit", "VOC2007", "JPEGImages", "000001.jpg"),
-             os.path.join(root, "demo_images", "darknet", "dog.jpg")]
-    return [os.path.normpath(p) for p in paths if os.path.isfile(p)]
-
-
 def photo_batch(paths, width: int, height: int):
     """Photos through gluon_ssd's validation transform (GluonCV's), stacked: mx.nd (B, 3, height, width)."""
     import mxnet as mx

@@ -30,7 +30,9 @@ __all__ = [
     "backend_options",
     "detect_images",
     "detection_record",
+    "available_backends",
     "load_deployed_detector",
+    "register_backend",
     "load_detector",
     "parse_pretrained",
 ]
@@ -200,14 +202,38 @@ def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ct
     return MXNetDetector(net, ctx)
 
 
-def load_torch_detector(**kwargs):
-    """The PyTorch twin (``convert/``, needs torch): same arguments as :func:`load_mxnet_detector`."""
-    from convert.backend import load_torch_detector as load
+# Backends by name: a function building a detector (arguments as load_mxnet_detector). Others register
+# themselves with register_backend: the PyTorch twin (convert/) adds 'torch' when it is imported, and
+# installed packages are found through the entry-point group ENTRY_POINT_GROUP (each entry a callable that
+# registers). The library itself never imports them.
+BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
+# name -> fn(detector, calib_batches, out_path, calib_mode, num_calib_examples, quantize_heads) -> int8 detector
+QUANTIZERS: dict[str, Callable[..., Any]] = {}
+ENTRY_POINT_GROUP = "gluon_ssd.backends"
+_discovered = False
 
-    return load(**kwargs)
+
+def register_backend(name: str, loader: Callable[..., Any], quantizer: Callable[..., Any] | None = None) -> None:
+    """Make ``name`` a backend of :func:`load_detector` (and of the CLIs' ``--backend``); ``quantizer``, if
+    given, calibrates one of its detectors to int8 (``eval_ssd.py --backend NAME --dtype int8``)."""
+    BACKENDS[name] = loader
+    if quantizer is not None:
+        QUANTIZERS[name] = quantizer
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector, "torch": load_torch_detector}
+def available_backends() -> dict[str, Callable[..., Any]]:
+    """:data:`BACKENDS` after loading the registering entry points of installed packages (once)."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()()
+            except ImportError as err:  # e.g. torch not installed: that backend is simply not available
+                log.info("backend %s not available: %s", entry.name, err)
+    return BACKENDS
 
 
 def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxnet_gpus_flag: str = "--gpus") -> dict:
@@ -224,9 +250,10 @@ def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxne
 def load_detector(backend: str = "mxnet", **kwargs):
     """Build a detector with the named backend (see :data:`BACKENDS`); kwargs as
     :func:`load_mxnet_detector`."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[backend](**kwargs)
+    backends = available_backends()
+    if backend not in backends:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(backends))}")
+    return backends[backend](**kwargs)
 
 
 @dataclasses.dataclass

@@ -6,8 +6,10 @@
 4. detect on held-out images, annotated images written (demo_ssd.py),
 5. convert it to PyTorch and verify the twin against MXNet (python -m convert --verify),
 6. evaluate the PyTorch twin: the same mAP (eval_ssd.py --backend torch),
-then print where every artifact is. Each step is one of the project's command-line tools, run as a
-user would run it; the commands are printed so they can be rerun by hand.
+then print where every artifact is. Each step is one of the project's command-line tools (the modules behind
+train_ssd.py, eval_ssd.py, demo_ssd.py and the gluon-ssd-* console scripts), run as a user would run it; the
+commands are printed so they can be rerun by hand. It needs nothing of the checkout: an installed package
+runs it from any folder.
 
     python -m gluon_ssd.quickstart [--out runs/quickstart] [--tiny]
 """
@@ -20,8 +22,6 @@ import shlex
 import subprocess
 import sys
 import time
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The recipe: MobileNet-1.0 SSD (the 512 architecture) trained at 256x256 from scratch, BENCHMARKS.md's learning
 # recipe on a shorter schedule: lr 0.01 for 7 epochs, then 0.001 (from scratch, a short cosine schedule
@@ -38,7 +38,7 @@ def _run(title, cmd, log, allow_fail=False):
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         for line in proc.stdout:
             f.write(line)
@@ -55,7 +55,8 @@ def _run(title, cmd, log, allow_fail=False):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train, evaluate, demo and convert an SSD on synthetic data.")
-    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "quickstart"))
+    parser.add_argument("--out", default=os.path.join("runs", "quickstart"),
+                        help="output folder (default: %(default)s, below the current folder)")
     parser.add_argument("--tiny", action="store_true", help="a minute-long run for tests (the numbers mean nothing)")
     args = parser.parse_args(argv)
     r = TINY if args.tiny else FULL
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
                                    "--val", str(r["val"]), "--seed", "0"], log)
     prefix = os.path.join(out, "train") + os.sep
     _run("2/6 train from scratch", [
-        py, "train_ssd.py", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
+        py, "-m", "gluon_ssd.cli.train", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
         "--dataset-root", data, "--gpus", "", "--pretrained-base", "False", "--batch-size", str(r["batch"]),
         "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-decay-epoch", str(r["decay"]),
         "--warmup-epochs", "0.5", "--max-expand", "2", "-j", "2", "--val-interval", str(r["epochs"]),
@@ -78,20 +79,21 @@ def main(argv=None) -> int:
     params = prefix + MODEL + "_best.params"
     eval_common = ["--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom", "--dataset-root",
                    data, "--splits", "val", "--pretrained", params, "--batch-size", "8"]
-    _run("3/6 evaluate (MXNet)", [py, "eval_ssd.py", *eval_common, "--out-dir", os.path.join(out, "eval")], log)
+    _run("3/6 evaluate (MXNet)", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--out-dir",
+                                   os.path.join(out, "eval")], log)
     with open(os.path.join(data, "ImageSets", "Main", "val.txt")) as f:
         held_out = [os.path.join(data, "JPEGImages", line.strip() + ".jpg") for line in f if line.strip()]
     classes = open(os.path.join(data, "classes.txt")).read().split()
     _run("4/6 demo on held-out images", [
-        py, "demo_ssd.py", "--network", MODEL, "--pretrained", params, "--classes", ",".join(classes),
+        py, "-m", "gluon_ssd.cli.demo", "--network", MODEL, "--pretrained", params, "--classes", ",".join(classes),
         "--data-shape", str(r["shape"]), "--thresh", "0.4", "--out-dir", os.path.join(out, "demo"), "--images",
         *held_out[:r["demo"]]], log)
     pth = os.path.join(out, "torch", MODEL + ".pth")
     _run("5/6 convert to PyTorch and verify", [
         py, "-m", "convert", "--network", MODEL, "--params", params, "--classes", ",".join(classes), "--out", pth,
         "--verify", "--images", ",".join(held_out[:2])], log, allow_fail=args.tiny)
-    _run("6/6 evaluate the PyTorch twin", [py, "eval_ssd.py", *eval_common, "--backend", "torch", "--out-dir",
-                                          os.path.join(out, "eval_torch")], log)
+    _run("6/6 evaluate the PyTorch twin", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--backend", "torch",
+                                          "--out-dir", os.path.join(out, "eval_torch")], log)
 
     mx_map = json.load(open(os.path.join(out, "eval", "results.json")))["map"]
     torch_map = json.load(open(os.path.join(out, "eval_torch", "results.json")))["map"]

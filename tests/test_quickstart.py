@@ -10,11 +10,30 @@ from tests.conftest import ROOT
 
 
 @pytest.mark.slow
-def test_quickstart_tiny_runs_end_to_end(tmp_path):
-    out = tmp_path / "qs"
-    result = subprocess.run([sys.executable, "-m", "gluon_ssd.quickstart", "--tiny", "--out", str(out)],
-                            cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+def test_installed_package_runs_the_quickstart_from_any_folder(tmp_path):
+    """``pip install .`` (into a folder of its own), then the quickstart at reduced size from an unrelated
+    folder, with nothing of the checkout on the path: the package, its console scripts and its backend entry
+    point are all it needs."""
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--target", str(site), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    assert (site / "gluon_ssd" / "cli" / "eval.py").is_file() and (site / "convert" / "lowp.py").is_file()
+    assert not (site / "eval_ssd.py").exists() and not (site / "tests").exists()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import gluon_ssd, convert; print(gluon_ssd.__file__); "
+                            "print(convert.__file__)"], cwd=work, env=env, capture_output=True, text=True)
+    assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout + where.stderr
+    scripts = subprocess.run([str(site / "bin" / "gluon-ssd-eval"), "--help"], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert scripts.returncode == 0 and "--calibration" in scripts.stdout, scripts.stderr[-2000:]
+
+    result = subprocess.run([sys.executable, "-m", "gluon_ssd.quickstart", "--tiny"], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = work / "runs" / "quickstart"
     text = result.stdout
     assert "quickstart done" in text and "VOC07 mAP on the held-out split" in text
     # the per-class table, the conversion's parity table, the paths

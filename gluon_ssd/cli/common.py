@@ -163,8 +163,9 @@ def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> di
     :func:`gluon_ssd.predict.load_detector`; ``gpus_flag`` is the tool's MXNet GPU flag (for the message)."""
     from gluon_ssd import predict
 
-    if backend not in predict.BACKENDS:
-        raise UsageError(f"--backend {backend!r} is not available; choose from {', '.join(sorted(predict.BACKENDS))}")
+    backends = predict.BACKENDS if backend in predict.BACKENDS else predict.available_backends()
+    if backend not in backends:
+        raise UsageError(f"--backend {backend!r} is not available; choose from {', '.join(sorted(backends))}")
     try:
         return predict.backend_options(backend, device, dtype, mxnet_gpus_flag=gpus_flag)
     except ValueError as err:

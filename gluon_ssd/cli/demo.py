@@ -32,7 +32,6 @@ EXIT_NOTHING_READ = 1
 
 
 def parse_args(argv=None):
-    from gluon_ssd.predict import BACKENDS
 
     p = ArgumentParser(
         prog=PROG,
@@ -72,7 +71,8 @@ def parse_args(argv=None):
                         "(default: %(default)s)")
     p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1'; empty for CPU (default)")
     p.add_argument("--backend", default="mxnet",
-                   help=f"inference backend (available: {', '.join(sorted(BACKENDS))}; default: %(default)s)")
+                   help="inference backend: mxnet, or torch (the PyTorch twin, when convert/ and torch are "
+                        "installed) (default: %(default)s)")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
     p.add_argument("--deploy", action="store_true",
@@ -201,3 +201,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     return run_main(PROG, parse_args, run, argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

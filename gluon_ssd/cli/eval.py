@@ -290,12 +290,16 @@ def quantize_model(args, model, name, dataset, out_dir):
         print(f"wrote the int8 model ({args.calib_mode} calibration on {examples} images): {sym_file}, "
               f"{params_file} (evaluate it again with --deploy --model-prefix {prefix})")
         return qnet
-    from convert.lowp import load_int8_detector, quantize_twin
+    from gluon_ssd.predict import QUANTIZERS
 
-    path = quantize_twin(model.model, batches, os.path.join(folder, f"{name}-int8-{args.calib_mode}.onnx"),
-                         calib_mode=args.calib_mode, num_calib_examples=examples, quantize_heads=args.quantize_heads)
+    if args.backend not in QUANTIZERS:
+        raise UsageError(f"--backend {args.backend} has no int8 path (--dtype int8 needs one of: "
+                         f"{', '.join(sorted(QUANTIZERS)) or 'none registered'})")
+    path = os.path.join(folder, f"{name}-int8-{args.calib_mode}.onnx")
+    detector = QUANTIZERS[args.backend](model, batches, path, calib_mode=args.calib_mode, num_calib_examples=examples,
+                                        quantize_heads=args.quantize_heads, nms=NMS)
     print(f"wrote the int8 twin ({args.calib_mode} calibration on {examples} images): {path}")
-    return load_int8_detector(path, *NMS)
+    return detector
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -452,3 +456,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     return run_main(PROG, parse_args, run, argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

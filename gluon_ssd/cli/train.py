@@ -100,3 +100,9 @@ def run(cfg) -> int:
 
 def main(argv=None) -> int:
     return run_main(PROG, parse_args, run, argv, interrupted="interrupted; the last checkpoint is kept")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
