@@ -24,11 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gluon_ssd.specs import VGG16_STAGES, VGG_EXTRAS
+from gluon_ssd.specs import (
+    IMAGENET_STD,
+    RESNET34_V1B_CHANNELS,
+    RESNET34_V1B_LAYERS,
+    RESNET34_V1B_SSD_STRIDES,
+    VGG16_STAGES,
+    VGG_EXTRAS,
+    transition_channels,
+)
 
 from .layers import BatchNorm2d, Conv2d, FixedGammaBatchNorm2d, L2Norm, Unit, conv_bn_relu
-
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # mxnet.gluon.model_zoo.vision ResNets: depth -> (block kind, blocks per stage, channels).
 RESNET_LAYERS = {
@@ -258,7 +264,7 @@ def expand_layers(cin: int, filters, reduce_ratio: float = 1.0, min_depth: int =
     the ``mx.sym.BatchNorm`` defaults) and ReLU. Returns (layers, output channels)."""
     layers, channels = [], []
     for i, out in enumerate(filters):
-        trans = max(min_depth, int(round(out * reduce_ratio)))
+        trans = transition_channels(out, reduce_ratio, min_depth)
         layers.append(nn.Sequential(
             Conv2d(cin, trans, 1, bias=False, gluon_key=f"features.expand_trans_conv{i}_"),
             FixedGammaBatchNorm2d(trans, eps=1e-3, gluon_key=f"features.expand_trans_bn{i}_"),
@@ -397,7 +403,7 @@ class ResNet34V1bSSD(nn.Module):
 
     def __init__(self, filters):
         super().__init__()
-        depths, widths, strides = (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 1, 2)
+        depths, widths, strides = RESNET34_V1B_LAYERS, RESNET34_V1B_CHANNELS, RESNET34_V1B_SSD_STRIDES
         layers = []
         cin = 64
         for depth, width, stride in zip(depths, widths, strides):
@@ -412,7 +418,7 @@ class ResNet34V1bSSD(nn.Module):
         cin = widths[-1]
         for i, out in enumerate(filters):
             pad = 0 if i == len(filters) - 1 else 1
-            mid = max(128, out)
+            mid = transition_channels(out)
             more.append(nn.Sequential(Conv2d(cin, mid, 1), nn.ReLU(inplace=True),
                                       Conv2d(mid, out, 3, 2, pad), nn.ReLU(inplace=True)))
             cin = out

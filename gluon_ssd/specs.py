@@ -8,6 +8,23 @@ import dataclasses
 
 import numpy as np
 
+# Input normalization of every model (RGB, after /255); the VGG networks fold the std back in (init_scale).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# ResNet34-v1b of GluonCV's ResNetV1bSSD: blocks and channels per stage, and the SSD's strides (layer3's
+# stride removed, so both taps keep more resolution).
+RESNET34_V1B_LAYERS = (3, 4, 6, 3)
+RESNET34_V1B_CHANNELS = (64, 128, 256, 512)
+RESNET34_V1B_SSD_STRIDES = (1, 2, 1, 2)
+
+
+def transition_channels(filters: int, reduce_ratio: float = 1.0, min_depth: int = 128) -> int:
+    """Channels of the 1x1 transition conv before an extra layer of ``filters`` channels (GluonCV's
+    FeatureExpander; the ResNet34-v1b extras use the same rule with reduce_ratio 1, min_depth 128)."""
+    return max(int(min_depth), int(round(filters * reduce_ratio)))
+
+
 # (convs per stage, channels) of VGG16's five conv stages.
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 

@@ -245,3 +245,23 @@ def test_help_exits_0_in_process(capsys):
     for main in (eval_main, demo_main, train_main):
         status, out, _ = _call(capsys, main, "--help")
         assert status == 0 and out.startswith("usage: ")
+
+
+def test_train_offline_without_the_imagenet_backbone_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """The default --pretrained-base True needs the ImageNet backbone; offline (a model store on a closed
+    local port, an empty cache) that is one message with the way out, not a traceback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{port}/")
+    from gluon_ssd.data import write_synthetic_dataset
+
+    write_synthetic_dataset(str(tmp_path / "data"), 4, 2, seed=0, progress=False, min_size=96, max_size=128)
+    rc, _, err = _call(capsys, train_main, "--network", "mobilenet0.25", "--data-shape", "300", "--dataset", "custom",
+                    "--dataset-root", tmp_path / "data", "--gpus", "", "--epochs", "1", "--save-prefix",
+                    f"{tmp_path}/run/", "--no-progress")
+    assert rc == 2 and "Traceback" not in err
+    assert "mobilenet0.25" in err and "--pretrained-base False" in err

@@ -48,5 +48,5 @@ def test_installed_package_runs_the_quickstart_from_any_folder(tmp_path):
     assert rows == {"cls_preds": "pass", "box_preds": "pass", "anchors": "pass"}, rows
     for folder in ("eval", "eval_torch"):
         assert 0 <= json.load(open(out / folder / "results.json"))["map"] <= 1
-    assert (out / "torch" / "ssd_512_mobilenet1.0_custom.pth").is_file()
-    assert (out / "train" / "ssd_512_mobilenet1.0_custom_curves.png").is_file()
+    assert (out / "torch" / "ssd_512_resnet18_v1_custom.pth").is_file()
+    assert (out / "train" / "ssd_512_resnet18_v1_custom_curves.png").is_file()

@@ -18,7 +18,8 @@ import os
 import sys
 
 __all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError", "ArgumentParser", "run_main", "TqdmHandler",
-           "setup_logging", "reset_logging", "contexts", "parse_classes", "backend_options", "load_model"]
+           "setup_logging", "reset_logging", "check_at_least", "contexts", "parse_classes", "backend_options",
+           "load_model"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -64,6 +65,15 @@ def run_main(prog: str, parse, run, argv=None, interrupted: str = "interrupted")
         return done.code if isinstance(done.code, int) else int(done.code is not None)
     finally:
         reset_logging()
+
+
+def check_at_least(args, minimum: int, *names: str) -> None:
+    """Refuse a number flag below ``minimum``; ``names`` are the flags' argparse names (``batch_size``), a
+    flag left at None is not checked."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
 
 
 # -------------------------------------------------------------------------------------------- logging

@@ -25,14 +25,13 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import ArgumentParser, UsageError, contexts, parse_classes, run_main, setup_logging
+from .common import ArgumentParser, UsageError, check_at_least, contexts, parse_classes, run_main, setup_logging
 
 PROG = "demo_ssd.py"
 EXIT_NOTHING_READ = 1
 
 
 def parse_args(argv=None):
-
     p = ArgumentParser(
         prog=PROG,
         description="Detect objects with an SSD on images, folders and videos; write annotated images "
@@ -90,13 +89,7 @@ def check_args(args):
     if args.data_shape is not None and (args.short is not None or args.max_size is not None):
         raise UsageError("--data-shape (fixed SxS resize) and --short/--max-size (aspect-preserving "
                          "resize) exclude each other; give one of them")
-    for name in ("every", "batch_size"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("short", "max_size", "data_shape"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    check_at_least(args, 1, "every", "batch_size", "short", "max_size", "data_shape")
     if not 0.0 <= args.thresh <= 1.0:
         raise UsageError(f"--thresh must be in [0, 1], got {args.thresh}")
     if args.deploy and not args.model_prefix:

@@ -82,6 +82,7 @@ def parse_args(argv=None):
 
 
 def run(cfg) -> int:
+    from gluon_ssd.model_store import ModelStoreError
     from gluon_ssd.train.fit import TrainingError
     from gluon_ssd.train.run import resolve_model_name, train
 
@@ -93,6 +94,8 @@ def run(cfg) -> int:
         history = train(cfg)  # checks every argument and opens the data before any work
     except (TrainingError, ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
+    except ModelStoreError as err:  # the ImageNet backbone (or --transfer model) cannot be had
+        raise UsageError(f"{err} To train from scratch instead, pass --pretrained-base False.") from None
     best = [h["map"] for h in history if "map" in h]
     print(f"done: {len(history)} epoch(s)" + (f", best mAP {max(best):.4f}" if best else ""))
     return 0

@@ -29,11 +29,11 @@ Splits given by name are checked as training splits, except the validation-like 
 ``val`` and ``test``, COCO names whose part after the last ``_`` contains ``val`` (``instances_val2017``);
 those get the validation rules (every file must be usable).
 
-Command line: exit status 0 when training would work, 1 when it would fail, 2 for bad arguments.
+Command line (:mod:`gluon_ssd.cli.check`): exit status 0 when training would work, 1 when it would fail,
+2 for bad arguments.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -61,7 +61,7 @@ from .voc import (
 )
 
 __all__ = ["TRAINING_SPLITS", "Problem", "SplitReport", "CheckReport", "check_dataset", "split_role",
-           "anchor_sizes", "main"]
+           "anchor_sizes", "summary_text", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -652,23 +652,14 @@ def plot_box_sizes(report: CheckReport, path: str) -> str:
     return path
 
 
-# ------------------------------------------------------------------------------------------------- CLI
-class _UsageError(Exception):
-    pass
+# ---------------------------------------------------------------------------------------------- summary
+def summary_text(report: CheckReport) -> str:
+    """The report for people: splits, objects per class, object sizes against the anchors, the problems by
+    severity and kind (every fatal one, a few examples of the others), and whether training would work."""
+    lines = []
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
-def _split_list(values) -> list[str]:
-    return [s.strip() for v in values or () for s in v.split(",") if s.strip()]
-
-
-def _print_summary(report: CheckReport):
     def line(text=""):
-        print(text)
+        lines.append(text)
 
     line(f"dataset {report.dataset} at {report.root}; anchors of {report.model_name} at "
          f"{report.data_shape}x{report.data_shape}")
@@ -714,53 +705,15 @@ def _print_summary(report: CheckReport):
         line("training would work (exit status 0)")
     else:
         line(f"training would fail: {len(report.find(severity='fatal'))} fatal problem(s) (exit status 1)")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gluon_ssd.data.check --dataset voc|coco|custom --dataset-root R``: 0 training would work,
-    1 it would fail, 2 bad arguments."""
-    p = _Parser(prog="python -m gluon_ssd.data.check",
-                description="Check a detection dataset before training: what the readers would refuse or drop, "
-                            "objects per class, object sizes against the anchors.")
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset kind")
-    p.add_argument("--dataset-root", required=True,
-                   help="voc: a folder holding VOC<year>/ (VOCdevkit) or VOCdevkit/; coco: the folder holding "
-                        "annotations/; custom: the VOC-layout folder")
-    p.add_argument("--splits", nargs="+", default=None,
-                   help="splits to check, comma- or space-separated: voc YEAR_NAME (2007_test), coco JSON names "
-                        "(instances_val2017), custom split names; default: the splits train_ssd.py reads")
-    p.add_argument("--data-shape", type=int, default=512, help="network input size (default: %(default)s)")
-    p.add_argument("--network", default="mobilenet1.0",
-                   help="backbone as train_ssd.py takes it, or a zoo model name (default: %(default)s)")
-    p.add_argument("--classes-file", default="classes.txt",
-                   help="custom: class names file, relative to --dataset-root (default: %(default)s)")
-    p.add_argument("--image-dir", default=None,
-                   help="coco: image folder(s) relative to --dataset-root, comma-separated, one for all splits or "
-                        "one per split (default: instances_val2017 -> val2017)")
-    p.add_argument("--out-dir", default=None,
-                   help="where box_sizes.png and dataset_check.json go (default: ./dataset_check_DATASET)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log the library's messages at INFO level")
-    prog = p.prog
-    try:
-        a = p.parse_args(argv)
-    except _UsageError as err:
-        print(f"{prog}: error: {err} (see --help)", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    splits = _split_list(a.splits) or None
-    image_dir = _split_list([a.image_dir]) if a.image_dir else None
-    try:
-        if a.data_shape < 1:
-            raise ValueError(f"--data-shape must be at least 1, got {a.data_shape}")
-        report = check_dataset(a.dataset, a.dataset_root, splits=splits, data_shape=a.data_shape,
-                               network=a.network, classes_file=a.classes_file, image_dir=image_dir,
-                               out_dir=a.out_dir or f"dataset_check_{a.dataset}", progress=not a.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    _print_summary(report)
-    return 0 if report.ok else 1
+    """The command line, :func:`gluon_ssd.cli.check.main` (here for ``python -m gluon_ssd.data.check`` and the
+    ``gluon-ssd-check`` entry point)."""
+    from ..cli.check import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

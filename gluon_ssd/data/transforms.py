@@ -35,6 +35,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
+from ..specs import IMAGENET_MEAN, IMAGENET_STD
 from .image import (
     as_image,
     auto_interp,
@@ -60,8 +61,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 # GluonCV's crop constraints: (min IoU, max IoU) that every ground truth must have with the crop.
 CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, 1))
 

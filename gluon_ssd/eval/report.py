@@ -1,5 +1,6 @@
 """What an evaluation leaves behind: ``results.json``, ``coco_detections.json``, ``pr_curves.png`` and the
-per-class AP table, from an :class:`~gluon_ssd.eval.loop.EvalResult` or a scored COCO results file.
+per-class AP table, from an :class:`~gluon_ssd.eval.loop.EvalResult` or a scored COCO results file, and the
+records of what was evaluated how (:func:`settings_record`, :func:`dataset_record`).
 
 ``results.json`` holds JSON only: an AP that is not a number (a class without ground truth) is ``null``.
 """
@@ -11,7 +12,8 @@ import os
 from collections.abc import Mapping
 
 __all__ = ["METRIC_TEXT", "finite", "write_json", "ap_table", "coco_stats_record", "keep_coco_detections",
-           "write_pr_curves", "evaluation_record"]
+           "write_pr_curves", "evaluation_record", "write_evaluation", "score_results_file", "results_file_record",
+           "precision", "settings_record", "dataset_record"]
 
 METRIC_TEXT = {
     "voc07": "VOC07 11-point mAP, IoU 0.5",
@@ -100,3 +102,87 @@ def evaluation_record(metric_name: str, result, settings: dict, dataset: dict, f
     if metric_name == "coco":
         record["coco_stats"] = coco_stats_record(result.metric.stats)
     return record
+
+
+def write_evaluation(out_dir: str, metric_name: str, metric, result, dataset, name: str, settings: dict,
+                     dataset_info: dict, plots: bool = True) -> str:
+    """Write what an evaluation leaves in ``out_dir``: ``coco_detections.json`` (the COCO metric's results
+    file, moved), ``pr_curves.png`` (unless not ``plots``) and ``results.json``
+    (:func:`evaluation_record`); returns the path of ``results.json``."""
+    files = {}
+    if metric_name == "coco":
+        kept = keep_coco_detections(metric, os.path.join(out_dir, "coco_detections.json"))
+        if kept:
+            files["coco_detections"] = kept
+    if plots:
+        files["pr_curves"] = write_pr_curves(os.path.join(out_dir, "pr_curves.png"), metric_name, metric, dataset,
+                                             result.per_class(), name, files.get("coco_detections"))
+    record = evaluation_record(metric_name, result, settings, dataset_info, files)
+    return write_json(os.path.join(out_dir, "results.json"), record)
+
+
+def score_results_file(dataset, path: str) -> dict:
+    """:func:`~gluon_ssd.eval.coco_stats` of the COCO results file ``path`` against ``dataset``'s annotations (a
+    COCO dataset, or a custom one read from a COCO JSON).
+
+    Raises
+    ------
+    ValueError for a dataset without COCO annotations, a missing or malformed file, or detections of images or
+    categories the annotations do not have.
+    """
+    from .coco import coco_stats
+
+    coco = getattr(dataset, "coco", None) if hasattr(dataset, "contiguous_id_to_json") else None
+    if coco is None:
+        raise ValueError("--results scores a COCO results file: use --dataset coco (or custom with a COCO JSON as "
+                         "--dataset-root)")
+    if not os.path.isfile(path):
+        raise ValueError(f"--results {path}: file not found")
+    try:
+        return coco_stats(coco, path)
+    except ValueError as err:  # json.JSONDecodeError included
+        raise ValueError(f"--results {path}: {err}") from None
+
+
+def results_file_record(results_path: str, stats: Mapping, dataset: dict) -> dict:
+    """The ``results.json`` of a COCO results file scored by :func:`~gluon_ssd.eval.coco_stats` (``stats``)."""
+    return {"mode": "results_file", "results_file": os.path.abspath(results_path), "metric": "coco",
+            "per_class_ap": {k: finite(float(v)) for k, v in stats["per_class"].items()},
+            "map": finite(float(stats["AP"])), "coco_stats": coco_stats_record(stats), "dataset": dataset}
+
+
+# ------------------------------------------------------------------------ what was evaluated, and how
+def precision(backend: str, dtype: str, int8: bool) -> str:
+    """The precision the network runs at: 'int8' for a quantized model, else ``dtype`` of a backend that
+    has a choice (the mxnet backend runs float32)."""
+    if int8:
+        return "int8"
+    return dtype if backend != "mxnet" else "fp32"
+
+
+def settings_record(network: str, ctx, nms, *, precision: str, backend: str, pretrained, deploy: bool = False,
+                    model_prefix: str | None = None, quantized: bool = False, calibration: dict | None = None,
+                    data_shape: int, batch_size: int, num_workers: int, num_gpus: int) -> dict:
+    """The ``settings`` of ``results.json`` / ``benchmark.json``: the model, how it ran (precision, backend,
+    the CPU and its vector features, contexts, ``nms`` as (nms_thresh, nms_topk, post_nms)) and, for a
+    model quantized here, the ``calibration`` settings. An exported model (``deploy``) has backend
+    'deploy' and no ``pretrained``."""
+    from .. import cpu
+
+    return {"network": network, "precision": precision, "quantized": quantized, "calibration": calibration,
+            "cpu": cpu.describe(), "cpu_features": cpu.vector_features(),
+            "backend": "deploy" if deploy else backend, "pretrained": None if deploy else pretrained,
+            "deploy": deploy, "model_prefix": model_prefix, "data_shape": data_shape, "batch_size": batch_size,
+            "num_workers": num_workers, "num_gpus": num_gpus, "ctx": [str(c) for c in ctx],
+            "nms": dict(zip(("nms_thresh", "nms_topk", "post_nms"), nms))}
+
+
+def dataset_record(kind: str, root: str | None, splits: str | None, image_dir: str | None, dataset) -> dict:
+    """The ``dataset`` of ``results.json``: its kind, root (absolute; None: the kind's default root), splits
+    (None: the kind's default validation splits, as text), image folder, number of images and classes."""
+    from ..data.open import DEFAULT_ROOTS, TRAINING_SPLITS
+
+    default_splits = ",".join(f"{s[0]}_{s[1]}" if isinstance(s, tuple) else s for s in TRAINING_SPLITS[kind]["val"])
+    return {"kind": kind, "root": os.path.abspath(os.path.expanduser(root)) if root else DEFAULT_ROOTS.get(kind),
+            "splits": splits or default_splits, "image_dir": image_dir, "images": len(dataset),
+            "classes": list(dataset.classes)}

@@ -13,6 +13,8 @@ import mxnet as mx
 from mxnet.gluon import SymbolBlock
 from mxnet.gluon.model_zoo import vision
 
+from ..specs import transition_channels
+
 
 def _xavier_out():
     return mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
@@ -27,7 +29,7 @@ def expand_symbol(top, filters, reduce_ratio=1.0, min_depth=128):
     outputs = []
     y = top
     for i, channels in enumerate(filters):
-        trans = max(min_depth, int(round(channels * reduce_ratio)))
+        trans = transition_channels(channels, reduce_ratio, min_depth)
         y = mx.sym.Convolution(y, num_filter=trans, kernel=(1, 1), no_bias=True,
                                name=f"expand_trans_conv{i}", attr={"__init__": _xavier_out().dumps()})
         y = mx.sym.BatchNorm(y, name=f"expand_trans_bn{i}")

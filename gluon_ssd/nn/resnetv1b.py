@@ -8,10 +8,10 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import nn
 
-_LAYERS_34 = (3, 4, 6, 3)
-_CHANNELS = (64, 128, 256, 512)
-# layer3's stride 2 is removed for the SSD, so both taps (after layer2 and layer4) keep more resolution.
-_SSD_STRIDES = (1, 2, 1, 2)
+from ..specs import RESNET34_V1B_CHANNELS as _CHANNELS
+from ..specs import RESNET34_V1B_LAYERS as _LAYERS_34
+from ..specs import RESNET34_V1B_SSD_STRIDES as _SSD_STRIDES
+from ..specs import transition_channels
 
 # Backbone-file key prefixes (GluonCV's resnet34_v1b classifier) -> this extractor's keys.
 BACKBONE_KEY_MAP = (("conv1.", "stage1.0."), ("bn1.", "stage1.1."), ("layer1.", "stage1.4."),
@@ -75,7 +75,7 @@ class ResNetV1bSSDFeatures(nn.HybridBlock):
             for i, ch in enumerate(filters):
                 stage = nn.HybridSequential(prefix=f"more_stages_{i}")
                 pad = 0 if i == len(filters) - 1 else 1
-                stage.add(nn.Conv2D(max(128, ch), 1, weight_initializer=init), nn.Activation("relu"),
+                stage.add(nn.Conv2D(transition_channels(ch), 1, weight_initializer=init), nn.Activation("relu"),
                           nn.Conv2D(ch, 3, 2, pad, weight_initializer=init), nn.Activation("relu"))
                 self.more_stages.add(stage)
 

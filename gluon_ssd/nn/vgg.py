@@ -4,12 +4,10 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import nn
 
-from ..specs import VGG16_STAGES, VGG_EXTRAS
+from ..specs import IMAGENET_STD, VGG16_STAGES, VGG_EXTRAS
 
-# The network takes ImageNet-normalized input; multiplying by std*255 gives back Caffe's
+# The network takes ImageNet-normalized input; multiplying by std*255 (init_scale) gives back Caffe's
 # mean-subtracted 0..255 range that the VGG weights were trained on.
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def _conv_init():
     return {"weight_initializer": mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2),
@@ -43,7 +41,7 @@ class VGGAtrousExtractor(nn.HybridBlock):
             raise ValueError(f"VGG16-atrous SSD exists for input sizes {sorted(VGG_EXTRAS)}, not {size}")
         init = _conv_init()
         with self.name_scope():
-            scale = mx.nd.array(_IMAGENET_STD).reshape((1, 3, 1, 1)) * 255
+            scale = mx.nd.array(IMAGENET_STD).reshape((1, 3, 1, 1)) * 255
             self.init_scale = self.params.get_constant("init_scale", scale)
             self.stages = nn.HybridSequential()
             for depth, channels in VGG16_STAGES:
