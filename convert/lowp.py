@@ -132,10 +132,15 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
 
         heads = [] if quantize_heads else [n.name for n in onnx.load(pre).graph.node
                                            if n.op_type == "Conv" and "class_predictors" in n.name]
-        quantize_static(pre, os.path.join(tmp, "int8.onnx"), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=heads,
-                        op_types_to_quantize=list(_INT8_OPS))
+        try:
+            quantize_static(pre, os.path.join(tmp, "int8.onnx"), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=heads,
+                            op_types_to_quantize=list(_INT8_OPS))
+        except (AssertionError, ValueError) as err:  # onnxruntime asserts on degenerate (zero-width) ranges
+            raise ValueError(f"onnxruntime could not quantize {model.name} ({err or type(err).__name__}): a tensor "
+                             "had no spread over the calibration images, as with untrained weights or blank "
+                             "images; calibrate a trained model on real images") from None
         graph = onnx.load(os.path.join(tmp, "int8.onnx"))
         meta = {"network": model.name, "classes": list(model.classes), "data_shape": [int(height), int(width)],
                 "quantize_heads": quantize_heads, "float_heads": len(heads),
