@@ -207,7 +207,8 @@ def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ct
 # installed packages are found through the entry-point group ENTRY_POINT_GROUP (each entry a callable that
 # registers). The library itself never imports them.
 BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
-# name -> fn(detector, calib_batches, out_path, calib_mode, num_calib_examples, quantize_heads) -> int8 detector
+# name -> fn(detector, calib_batches, out_path, calib_mode=, num_calib_examples=, quantize_heads=, nms=)
+# -> its int8 detector, written to out_path (see convert.backend.quantize_torch_detector)
 QUANTIZERS: dict[str, Callable[..., Any]] = {}
 ENTRY_POINT_GROUP = "gluon_ssd.backends"
 _discovered = False
@@ -250,7 +251,8 @@ def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxne
 def load_detector(backend: str = "mxnet", **kwargs):
     """Build a detector with the named backend (see :data:`BACKENDS`); kwargs as
     :func:`load_mxnet_detector`."""
-    backends = available_backends()
+    # Entry points (which import their frameworks) are looked at only for a backend not registered yet.
+    backends = BACKENDS if backend in BACKENDS else available_backends()
     if backend not in backends:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(backends))}")
     return backends[backend](**kwargs)

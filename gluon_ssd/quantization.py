@@ -50,7 +50,9 @@ class _CalibrationBatches(mx.io.DataIter):
 
     def __init__(self, batches: Iterable, limit: int | None):
         super().__init__()
-        self._source = batches
+        # Calibration reads the batches more than once (shape probe, then statistics): keep a one-shot
+        # iterator's items.
+        self._source = list(batches) if iter(batches) is batches else batches
         self._limit = limit
         first = next(iter(self._batches()), None)
         if first is None:
@@ -151,7 +153,7 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
                         exclude_layers_match=list(exclude_layers_match),
                         calib_data=data, data_shapes=data_shapes, calib_mode=calib_mode,
                         num_calib_examples=num_calib_examples, ctx=mx.cpu(), logger=None)
-    probe = mx.nd.zeros(data_shapes[0].shape[:1] + tuple(data_shapes[0].shape[1:]))
+    probe = mx.nd.zeros(data_shapes[0].shape)
     if data is not None:
         data.reset()
         probe = data.next().data[0]
