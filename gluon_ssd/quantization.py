@@ -91,7 +91,8 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
 
     Parameters
     ----------
-    net : a gluon_ssd SSD (initialized; its NMS settings are baked into the int8 graph).
+    net : a gluon_ssd SSD (initialized; its NMS settings are baked into the int8 graph). Its parameters are
+        moved to the CPU and it is re-hybridized (without static_alloc) to trace the graph.
     calib_data : iterable of preprocessed image batches, (B, 3, H, W) NDArray or numpy, or (images, labels)
         tuples as a DataLoader of the evaluation transform yields. Every batch must have the first batch's
         shape. Not needed with ``calib_mode='none'``.
