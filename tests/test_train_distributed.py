@@ -87,3 +87,16 @@ def test_dist_sync_two_workers_equal_one_process(tiny_dataset, tmp_path):
     assert_same_steps({k: v.asnumpy() for k, v in w0.params.items()},
                       {k: v.asnumpy() for k, v in one.params.items()},
                       {k: initial[k].data().asnumpy() for k in one.params})
+
+
+def test_checksums_disagree_on_hand_worked_cases():
+    from gluon_ssd.train.fit import checksums_disagree
+
+    # Per-parameter checksums of 2 workers: equal (3, 3), one worker holding zeros (5, 0), both zero
+    # (a zero-initialized bias), and a 1e-6 relative float32-rounding difference (1, 1 + 1e-6).
+    workers = np.array([[3.0, 5.0, 0.0, 1.0], [3.0, 0.0, 0.0, 1.0 + 1e-6]], np.float32)
+    bad = checksums_disagree(workers.sum(0), (workers * workers).sum(0), 2)
+    assert bad.tolist() == [False, True, False, False]
+    # 4 workers, one of which differs by 10%: spread 0.0018 of the mean squared, far above 1e-4.
+    four = np.array([1.0, 1.0, 1.0, 1.1])
+    assert checksums_disagree([four.sum()], [(four * four).sum()], 4).tolist() == [True]

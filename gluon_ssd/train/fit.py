@@ -28,6 +28,7 @@ from .schedule import learning_rate
 log = logging.getLogger(__name__)
 
 NUM_POS_KEY = 1 << 30  # kvstore key for the global positive count (far above the Trainer's param keys)
+CHECKSUM_KEY = NUM_POS_KEY + 1  # kvstore key for the workers' weight checksums (see _sync_initial_weights)
 
 
 class TrainingError(RuntimeError):
@@ -119,6 +120,15 @@ class SeededAugmentation(gluon.data.Dataset):
         img, label = self._dataset[idx]
         rng = np.random.default_rng([self._seed, epoch, idx])
         return self._transform(img, label, rng=rng)
+
+
+def checksums_disagree(sums, squares, n, rtol=1e-4):
+    """Which parameters differ across ``n`` workers, from the sums over workers of a per-worker checksum
+    ``c`` (``sums``) and of ``c**2`` (``squares``): their spread ``E[c^2] - E[c]^2`` must be ~0 relative to
+    ``E[c]^2`` (float32 sums of a few workers carry ~1e-7 relative error; one worker holding zeros gives 1)."""
+    mean = np.asarray(sums, np.float64) / n
+    spread = np.asarray(squares, np.float64) / n - mean * mean
+    return spread > rtol * (mean * mean + 1e-30)
 
 
 def _contexts(cfg: TrainConfig):
@@ -236,6 +246,40 @@ class Trainer:
         if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
             self.net.save_parameters(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
 
+    def _sync_initial_weights(self):
+        """Every worker starts from rank 0's weights, and the workers check that they do.
+
+        MXNet's Trainer broadcasts rank 0's weights through the kvstore at its first step. Once (a CI run on
+        2 busy cores, MXNet 1.9.1 CPU dist_sync) a worker came out of that broadcast holding zeros for a
+        parameter, silently. So the broadcast runs here, before any gradient is pushed, and then the workers
+        compare per-parameter checksums; if they differ, every worker pulls the weights again (the server
+        still holds rank 0's), and a second mismatch stops the run.
+        """
+        trainer, kv = self.trainer, self.kv
+        trainer._init_kvstore()  # MXNet 1.x private methods: the calls the Trainer's first step would make
+        trainer._init_params()
+        params = [p for p in trainer._params if p._data is not None]
+        kv.init(CHECKSUM_KEY, mx.nd.zeros((2 * len(params),)))
+        for attempt in range(2):
+            mx.nd.waitall()
+            kv._barrier()
+            sums = mx.nd.array([float(p.data(self.ctx[0]).abs().sum().asscalar()) for p in params])
+            both = mx.nd.concat(sums, sums * sums, dim=0)
+            kv.push(CHECKSUM_KEY, both)
+            kv.pull(CHECKSUM_KEY, out=both)
+            total = both.asnumpy().astype(np.float64)
+            bad = checksums_disagree(total[:len(params)], total[len(params):], self.parts)
+            if not bad.any():
+                return
+            names = ", ".join(params[i].name for i in np.flatnonzero(bad)[:3])
+            if attempt:
+                raise TrainingError(f"the {self.parts} workers hold different weights after pulling them twice "
+                                    f"from the kvstore server ({names}, ...); nothing was trained or written")
+            log.warning("the workers' weights differ after the kvstore broadcast (%s, ...): pulling them again",
+                        names)
+            for p in params:
+                kv.pull(trainer._param2idx[p.name], out=p.list_data())
+
     # -- one step ---------------------------------------------------------------------------------
     def _global_num_pos(self, local):
         if self.kv is not None:
@@ -297,6 +341,8 @@ class Trainer:
         self.anchors = [anchors.as_in_context(c) for c in self.ctx]
         if cfg.resume:
             self.resume(cfg.resume)
+        if self.kv is not None:
+            self._sync_initial_weights()
         # static_alloc: ~22% faster steps on CPU. Its cached graph writes BatchNorm's running statistics without
         # telling the engine, so reading them (checkpoints, validation, saving) waits for all work first.
         self.net.hybridize(static_alloc=True, static_shape=True)
