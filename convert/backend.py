@@ -89,8 +89,11 @@ def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, ca
 
 
 def register() -> None:
-    """Register the twin as gluon_ssd's 'torch' backend (the entry point of the ``gluon_ssd.backends`` group;
-    importing :mod:`convert` does it too)."""
+    """Register the twin as gluon_ssd's 'torch' backend of inference and of training (the entry point of the
+    ``gluon_ssd.backends`` group; importing :mod:`convert` does it too)."""
     from gluon_ssd.predict import register_backend
 
+    from .training import register as register_training
+
     register_backend("torch", load_torch_detector, quantize_torch_detector)
+    register_training()

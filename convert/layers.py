@@ -27,20 +27,77 @@ class Conv2d(nn.Conv2d):
         return names
 
 
+def mxnet_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
+                     weight: torch.Tensor | None, bias: torch.Tensor, momentum: float, eps: float,
+                     sync: bool = False) -> torch.Tensor:
+    """Training-mode BatchNorm as MXNet computes it.
+
+    The batch is normalized with its mean and biased variance, and the running statistics move with that
+    same biased variance (torch's own BatchNorm moves them with the unbiased one): ``running = (1 -
+    momentum) * running + momentum * batch``, ``momentum`` in torch's sense (0.1 = MXNet's 0.9). With
+    ``sync`` (``--syncbn`` under torch.distributed) the statistics are those of the batch over all processes:
+    per-channel sums are all-reduced, with gradients flowing through the reduction.
+    """
+    if sync:
+        import torch.distributed.nn.functional as dist_fn
+
+        # Statistics in float32 at least (bf16/fp16 activations under autocast); float64 stays float64.
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        channels = x.shape[1]
+        local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
+                           xf.new_full((1,), float(x.numel() // channels))])
+        total = dist_fn.all_reduce(local)
+        count = total[-1]
+        mean = total[:channels] / count
+        var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0)
+        shape = (1, channels, 1, 1)
+        out = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+        if weight is not None:
+            out = out * weight.view(shape)
+        out = (out + bias.view(shape)).to(x.dtype)
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.detach().to(running_mean.dtype), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var.detach().to(running_var.dtype), alpha=momentum)
+        return out
+    # torch's kernel moves running_var with the unbiased variance u: (1 - m) * old + m * u. MXNet's rule wants
+    # m * u * (n - 1) / n there, i.e. m * u / n less, and m * u is what the kernel added. (A separate
+    # var_mean pass would cost 15-25% of a MobileNet training step on the CPU.)
+    # The kernel gets a copy of running_var (autograd keeps what the kernel was given, unmodified).
+    count = x.numel() // x.shape[1]
+    moved = running_var.clone()
+    out = F.batch_norm(x, running_mean, moved, weight, bias, True, momentum, eps)
+    with torch.no_grad():
+        running_var.copy_(moved - (moved - (1 - momentum) * running_var) / count)
+    return out
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """A Gluon ``nn.BatchNorm`` (eps 1e-5, momentum 0.9 in MXNet terms = 0.1 in torch terms).
 
-    ``stats`` is 'running' for Gluon blocks and 'moving' for ``mx.sym.BatchNorm`` layers.
+    ``stats`` is 'running' for Gluon blocks and 'moving' for ``mx.sym.BatchNorm`` layers. In training mode the
+    statistics follow MXNet (:func:`mxnet_batch_norm`); ``sync = True`` shares them across processes.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, gluon_key: str = "", stats: str = "running"):
         super().__init__(channels, eps=eps, momentum=0.1)
         self.gluon_key = gluon_key
         self.stats = stats
+        self.sync = False
 
     def gluon_names(self) -> dict[str, str]:
         return {"weight": "gamma", "bias": "beta", "running_mean": f"{self.stats}_mean",
                 "running_var": f"{self.stats}_var"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self._train_forward(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, self.momentum,
+                            self.eps)
+
+    @torch.jit.unused
+    def _train_forward(self, x):  # training is not scripted (TorchScript models are for inference)
+        return mxnet_batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.momentum,
+                                self.eps, self.sync)
 
 
 class FixedGammaBatchNorm2d(nn.Module):
@@ -62,13 +119,21 @@ class FixedGammaBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
+        self.sync = False
 
     def gluon_names(self) -> dict[str, str]:
         return {"bias": "beta", "running_mean": f"{self.stats}_mean", "running_var": f"{self.stats}_var"}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, self.training,
-                            self.momentum, self.eps)
+        if self.training:
+            return self._train_forward(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, False, self.momentum,
+                            self.eps)
+
+    @torch.jit.unused
+    def _train_forward(self, x):
+        return mxnet_batch_norm(x, self.running_mean, self.running_var, None, self.bias, self.momentum, self.eps,
+                                self.sync)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, gamma fixed to 1"

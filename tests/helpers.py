@@ -101,3 +101,24 @@ def assert_same_steps(after: dict, reference: dict, before: dict, per_tensor: fl
         step2 += float(((b - w0) ** 2).sum())
     assert step2 > 0, "the steps did not move the weights: the comparison would prove nothing"
     assert diff2 ** 0.5 <= overall * step2 ** 0.5, (diff2 ** 0.5, step2 ** 0.5)
+
+
+def sigkill_in_epoch(command, metrics, epoch=1, timeout=300):
+    """Start ``command`` (a train_ssd.py run) and SIGKILL it once ``metrics`` (its _metrics.jsonl) records an
+    iteration of ``epoch``: a crash in the middle of that epoch."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(metrics) and any(json.loads(line).get("epoch") == epoch and json.loads(line)["kind"] ==
+                                           "iteration" for line in open(metrics)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -16,7 +16,7 @@ from gluon_ssd.train.fit import TrainConfig, Trainer, TrainingError
 from gluon_ssd.train.run import resolve_model_name
 from gluon_ssd.train.schedule import learning_rate
 from tests.conftest import ROOT
-from tests.helpers import assert_same_steps
+from tests.helpers import assert_same_steps, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
 
@@ -119,6 +119,12 @@ def test_damaged_checkpoint_is_refused(tmp_path):
     (["--dataset", "custom", "--dataset-root", "/nonexistent/custom"], "does not exist"),
     (["--cpu-contexts", "3", "--batch-size", "4"], "does not divide evenly over 3 devices"),
     (["--amp"], "--amp"),
+    (["--backend", "nope"], "available training backends are"),
+    (["--backend", "torch", "--gpus", "0,1"], "one GPU per process: run torchrun"),
+    (["--backend", "torch", "--horovod"], "launch one process per GPU (or CPU worker) with torchrun"),
+    (["--backend", "torch", "--amp", "--amp-dtype", "fp16"], "fp16 needs a CUDA GPU"),
+    (["--backend", "torch", "--amp-dtype", "bf16"], "needs --amp"),
+    (["--channels-last"], "options of --backend torch"),
 ])
 def test_bad_arguments_fail_before_work(tiny_dataset, tmp_path, args, message):
     base = ["--network", "mobilenet0.25", "--data-shape", "300", "--dataset", "custom", "--dataset-root",
@@ -190,18 +196,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_pat
     full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
     name = "ssd_300_mobilenet0.25_custom"
     assert _run(_common(tiny_dataset, full, *common)).returncode == 0
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, TRAIN, *_common(tiny_dataset, killed, *common)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    metrics = killed + name + "_metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if os.path.exists(metrics) and any(json.loads(line).get("epoch") == 1 and json.loads(line)["kind"] ==
-                                           "iteration" for line in open(metrics)):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # in the middle of epoch 1 (the second epoch)
-    proc.wait()
+    # killed in the middle of epoch 1 (the second epoch)
+    sigkill_in_epoch([sys.executable, TRAIN, *_common(tiny_dataset, killed, *common)], killed + name + "_metrics.jsonl")
     ckpt_path = killed + name + "_last.ckpt"
     assert ckpt.load_checkpoint(ckpt_path).meta["epoch"] == 1
     resumed = _run(_common(tiny_dataset, killed, *common, "--resume", ckpt_path))
@@ -228,11 +224,12 @@ def test_resume_of_another_model_is_refused(tiny_dataset, tmp_path):
     assert "ssd_300_mobilenet0.25_voc" in result.stderr and "ssd_300_mobilenet0.25_custom" in result.stderr
 
 
-def test_nan_loss_stops_with_epoch_and_iteration(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("backend", ["mxnet", "torch"])
+def test_nan_loss_stops_with_epoch_and_iteration(tiny_dataset, tmp_path, backend):
     prefix = str(tmp_path) + "/"
     result = _run(_common(tiny_dataset, prefix, "--network", "mobilenet0.25", "--data-shape", "300",
                           "--batch-size", "4", "--epochs", "5", "--lr", "1e12", "--val-interval", "0",
-                          "--momentum", "0.99"))
+                          "--momentum", "0.99", "--backend", backend))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "the loss became" in result.stderr and "at epoch" in result.stderr and "iteration" in result.stderr
     assert "Traceback" not in result.stderr

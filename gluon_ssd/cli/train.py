@@ -3,6 +3,7 @@
     python train_ssd.py --network vgg16_atrous --data-shape 512
     python train_ssd.py --network mobilenet1.0 --data-shape 256 --dataset synthetic --gpus '' \\
         --pretrained-base False --epochs 30 --lr 0.01 --batch-size 16
+    torchrun --nproc-per-node 8 train_ssd.py --backend torch --gpus 0,1,2,3,4,5,6,7 --amp ...
 
 The dataset root is found as evaluation finds it (:func:`gluon_ssd.data.open_dataset`): for VOC GluonCV's
 ``~/.mxnet/datasets`` (the default) or ``~/.mxnet/datasets/voc``, a VOCdevkit folder or a folder holding
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 
 from .common import ArgumentParser, UsageError, run_main, setup_logging
 
@@ -60,7 +62,16 @@ def parse_args(argv=None):
     p.add_argument("--val-interval", type=int, default=d.val_interval)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--syncbn", action="store_true")
-    p.add_argument("--amp", action="store_true", help="float16 mixed precision (GPU)")
+    p.add_argument("--backend", default=d.backend,
+                   help="mxnet (gluon_ssd) or torch (the PyTorch twin of convert/, same recipe; multi-GPU and "
+                        "multi-machine through torchrun)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: mxnet float16 on GPUs; torch --amp-dtype on CUDA or CPU")
+    p.add_argument("--amp-dtype", default=d.amp_dtype, choices=["", "bf16", "fp16"],
+                   help="torch backend: bf16 (default; CPU needs AVX-512 BF16 or AMX to gain) or fp16 (CUDA, "
+                        "with a gradient scaler)")
+    p.add_argument("--channels-last", action="store_true", help="torch backend: NHWC memory format")
+    p.add_argument("--compile", action="store_true", help="torch backend: torch.compile the network")
     p.add_argument("--horovod", action="store_true", help="distributed training with horovod")
     p.add_argument("--kvstore", default=d.kvstore, help="device, local, dist_sync, dist_device_sync, ...")
     p.add_argument("--pretrained-base", default=d.pretrained_base, help="True, False or a backbone file")
@@ -88,7 +99,10 @@ def run(cfg) -> int:
 
     try:
         name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
-        setup_logging(level=logging.INFO, log_file=f"{cfg.save_prefix}{name}_train.log", fmt=LOG_FORMAT,
+        # Under torchrun or horovodrun every process logs; the ones after the first to files of their own.
+        rank = int(os.environ.get("RANK") or os.environ.get("HOROVOD_RANK") or 0)
+        suffix = f".rank{rank}" if rank else ""
+        setup_logging(level=logging.INFO, log_file=f"{cfg.save_prefix}{name}_train{suffix}.log", fmt=LOG_FORMAT,
                       datefmt="%H:%M:%S")
         log.info("arguments: %s", dataclasses.asdict(cfg))
         history = train(cfg)  # checks every argument and opens the data before any work

@@ -77,6 +77,10 @@ class TrainConfig:
     val_batch_size: int = 0
     max_expand: float = 4.0
     progress: bool = True
+    backend: str = "mxnet"  # or a registered training backend: 'torch' trains the PyTorch twin (convert/)
+    amp_dtype: str = ""  # --amp precision: mxnet float16; torch bf16 (default) or fp16 (CUDA, grad scaler)
+    channels_last: bool = False  # torch backend: NHWC memory format
+    compile: bool = False  # torch backend: torch.compile the network
     model_name: str = ""  # filled in by prepare()
 
 
@@ -152,7 +156,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, net, train_data, val_data, classes, eval_fn):
         self.cfg, self.net, self.classes = cfg, net, classes
         self.train_data, self.val_data, self.eval_fn = train_data, val_data, eval_fn
-        self.ctx = _contexts(cfg)
+        self.ctx = self._data_contexts()
         self.rank, self.parts = 0, 1
         self.kv = None
         self.hvd = None
@@ -165,6 +169,10 @@ class Trainer:
         self.history: list[dict] = []
 
     # -- set-up -----------------------------------------------------------------------------------
+    def _data_contexts(self):
+        """Where batches are split to and the targets computed: the training devices."""
+        return _contexts(self.cfg)
+
     def _setup_distribution(self):
         cfg = self.cfg
         if cfg.horovod:
@@ -424,8 +432,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         if self.val_data is not None and cfg.val_interval and (epoch + 1) % cfg.val_interval == 0:
             if self.is_main:
-                mx.nd.waitall()
-                result = self.eval_fn(self.net, self.val_data)
+                result = self._validate()
                 entry["map"] = float(result.map)
                 log.info("[Epoch %d] Validation: \n%s", epoch, "\n".join(
                     f"{n}={v:.4f}" for n, v in zip(result.names, result.values)))
@@ -436,6 +443,10 @@ class Trainer:
         if self.is_main:
             plot_curves(self.history, self.prefix + "_curves.png")
         return stopped
+
+    def _validate(self):
+        mx.nd.waitall()
+        return self.eval_fn(self.net, self.val_data)
 
     def _record(self, entry):
         if self.is_main:

@@ -17,6 +17,28 @@ from .fit import TrainConfig, Trainer, TrainingError, _contexts
 log = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "custom", "synthetic")
+# Training backends by name: the class running a job (Trainer's interface). Others register themselves with
+# register_trainer: the PyTorch twin (convert/) adds 'torch' through the same entry points as its inference
+# backend (gluon_ssd.predict.ENTRY_POINT_GROUP). The library never imports them itself.
+TRAINERS: dict = {"mxnet": Trainer}
+
+
+def register_trainer(name: str, trainer_class) -> None:
+    """Make ``name`` a value of ``train_ssd.py --backend``: ``trainer_class(cfg, net, train_data, val_data,
+    classes, eval_fn).fit()`` runs the job, ``net`` being the initialized gluon SSD on the CPU."""
+    TRAINERS[name] = trainer_class
+
+
+def trainer_class(backend: str):
+    if backend not in TRAINERS:
+        from ..predict import available_backends
+
+        available_backends()  # loads the registering entry points of installed packages
+    if backend not in TRAINERS:
+        raise TrainingError(f"--backend {backend!r}: available training backends are {', '.join(sorted(TRAINERS))}"
+                            + ("" if backend != "torch" else " (the torch backend needs torch and the convert "
+                               "package of this project installed)"))
+    return TRAINERS[backend]
 
 
 def backbones() -> list[str]:
@@ -125,14 +147,25 @@ def prepare(cfg: TrainConfig):
     if cfg.lr_mode not in ("step", "cosine"):
         raise TrainingError(f"--lr-mode {cfg.lr_mode!r}: use step or cosine")
     cfg.model_name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
-    ctx = _contexts(cfg)
-    if cfg.batch_size % len(ctx):
-        raise TrainingError(f"--batch-size {cfg.batch_size} does not divide evenly over {len(ctx)} devices")
-    if cfg.amp and all(c.device_type == "cpu" for c in ctx):
-        raise TrainingError("--amp (float16 mixed precision) needs GPUs; drop --amp on CPU")
-    if cfg.syncbn and len(ctx) > 1 and cfg.network != "vgg16_atrous":
-        raise TrainingError("--syncbn is not supported with the mxnet.gluon.model_zoo backbones (their BatchNorms "
-                            "cannot be swapped); train without it (VGG16 has no BatchNorm at all)")
+    cls = trainer_class(cfg.backend)
+    if cfg.backend == "mxnet":
+        ctx = _contexts(cfg)
+        if cfg.batch_size % len(ctx):
+            raise TrainingError(f"--batch-size {cfg.batch_size} does not divide evenly over {len(ctx)} devices")
+        if cfg.amp and all(c.device_type == "cpu" for c in ctx):
+            raise TrainingError("--amp (float16 mixed precision) needs GPUs; drop --amp on CPU")
+        if cfg.amp_dtype not in ("", "fp16", "float16"):
+            raise TrainingError(f"--amp-dtype {cfg.amp_dtype}: MXNet's --amp is float16 (bf16 is --backend torch)")
+        if cfg.syncbn and len(ctx) > 1 and cfg.network != "vgg16_atrous":
+            raise TrainingError("--syncbn is not supported with the mxnet.gluon.model_zoo backbones (their "
+                                "BatchNorms cannot be swapped); train without it (VGG16 has no BatchNorm at all)")
+        if cfg.channels_last or cfg.compile:
+            raise TrainingError("--channels-last and --compile are options of --backend torch")
+    else:
+        # Other backends start from the gluon network built and initialized here on the CPU (the same weights
+        # for the same --seed), and check their own devices and options.
+        ctx = [mx.cpu()]
+        cls.check_config(cfg)
     if cfg.resume and not os.path.isfile(cfg.resume):
         raise TrainingError(f"--resume {cfg.resume}: no such file")
     train_ds, val_ds, classes, metric = build_datasets(cfg)
@@ -156,8 +189,9 @@ def train(cfg: TrainConfig):
     train_data = SeededAugmentation(train_ds, transform, cfg.seed)
     val_bs = cfg.val_batch_size or max(cfg.batch_size // max(len(ctx), 1), 1) * len(ctx)
 
-    def eval_fn(model, dataset):
-        return evaluate(model, dataset, cfg.data_shape, batch_size=val_bs, ctx=ctx, metric=metric,
+    def eval_fn(model, dataset):  # model: the gluon net, or a detector callable (another backend)
+        return evaluate(model, dataset, cfg.data_shape, batch_size=val_bs,
+                        ctx=ctx if isinstance(model, mx.gluon.Block) else None, metric=metric,
                         num_workers=cfg.num_workers, progress=cfg.progress)
 
-    return Trainer(cfg, net, train_data, val_ds, classes, eval_fn).fit()
+    return trainer_class(cfg.backend)(cfg, net, train_data, val_ds, classes, eval_fn).fit()

@@ -1,0 +1,130 @@
+"""Training with --backend torch against --backend mxnet: samples/s, and how closely the losses follow.
+
+    python bench/bench_train_twin.py speed [--network mobilenet1.0] [--data-shape 512] [--batch-size 8]
+                                           [--iterations 8] [--warmup 2]
+    python bench/bench_train_twin.py parity [--network vgg16_atrous] [--data-shape 300] [--iterations 20]
+
+speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update; the data
+loader with 2 workers feeding both), same model, batch and synthetic images, one after the other in this
+process: gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin fp32, twin channels_last,
+twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need AVX512-BF16 or AMX).
+
+parity: the per-iteration training loss of the first N iterations (batch 2, lr 0.001, seed 5) of the torch
+backend against the MXNet backend, beside the same comparison for the MXNet backend with the batch split over
+two CPU contexts (same arithmetic, another summation order): how far two float32 runs of one recipe drift.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import gluon_ssd._env  # noqa: E402,F401,I001  (all cores for OpenMP, as the CLIs do; before mxnet loads)
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import convert  # noqa: E402,F401  (registers the torch backend)
+from gluon_ssd import cpu  # noqa: E402
+from gluon_ssd.data.transforms import SSDDefaultTrainTransform  # noqa: E402
+from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation, TrainConfig  # noqa: E402
+from gluon_ssd.train.run import prepare, trainer_class  # noqa: E402
+
+
+def _dataset(folder, count):
+    from gluon_ssd.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(folder, count, 0, seed=0, progress=False)
+    return folder
+
+
+def _trainer(root, prefix, backend, **kw):
+    cfg = TrainConfig(dataset="custom", dataset_root=root, gpus="", epochs=1000, wd=0.0005, pretrained_base="False",
+                      save_prefix=prefix + "/", progress=False, log_interval=0, val_interval=0, backend=backend,
+                      **kw)
+    net, train_ds, _, classes, _, _ = prepare(cfg)
+    data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
+    return trainer_class(backend)(cfg, net, data, None, classes, None)
+
+
+def speed(args, root, tmp):
+    variants = [("gluon_ssd fp32", "mxnet", {}), ("twin fp32", "torch", {}),
+                ("twin channels_last", "torch", {"channels_last": True}),
+                ("twin bf16 + channels_last", "torch", {"amp": True, "channels_last": True})]
+    rows = []
+    for label, backend, extra in variants:
+        trainer = _trainer(root, os.path.join(tmp, label.replace(" ", "_")), backend, network=args.network,
+                           data_shape=args.data_shape, batch_size=args.batch_size, num_workers=2, **extra)
+        trainer.setup()
+        sampler = EpochBatchSampler(len(trainer.train_data), args.batch_size, 0)
+        batches = []
+        for images, labels in trainer._loader(sampler):
+            batches.append((images, labels))
+            if len(batches) == args.iterations + args.warmup:
+                break
+        for images, labels in batches[:args.warmup]:
+            trainer.step(images, labels)
+        mx.nd.waitall()
+        start = time.perf_counter()
+        for images, labels in batches[args.warmup:]:
+            trainer.step(images, labels)  # returns python floats: each step is complete when it returns
+        mx.nd.waitall()
+        rows.append((label, args.iterations * args.batch_size / (time.perf_counter() - start)))
+        print(f"{label}: {rows[-1][1]:.2f} samples/s", flush=True)
+    print(f"\n{args.network} at {args.data_shape}, batch {args.batch_size}; CPU: {cpu.describe()}")
+    print("| variant | samples/s | ratio to gluon_ssd fp32 |\n|---|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value:.2f} | {value / rows[0][1]:.2f} |")
+
+
+def parity(args, root, tmp):
+    losses = {}
+    for tag, backend, extra in (("mxnet", "mxnet", {}), ("mxnet, 2 contexts", "mxnet", {"cpu_contexts": 2}),
+                                ("torch", "torch", {})):
+        trainer = _trainer(root, os.path.join(tmp, tag.replace(" ", "_").replace(",", "")), backend,
+                           network=args.network, data_shape=args.data_shape, batch_size=2, num_workers=0, lr=0.001,
+                           seed=5, max_iterations=args.iterations, **extra)
+        trainer.fit()
+        losses[tag] = np.array([json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
+                                if json.loads(line)["kind"] == "iteration"])
+    ref = losses["mxnet"]
+    print(f"\n{args.network} at {args.data_shape}, batch 2, lr 0.001; CPU: {cpu.describe()}")
+    print("| iteration | " + " | ".join(str(i) for i in range(len(ref))) + " |")
+    print("|---" * (len(ref) + 1) + "|")
+    print("| mxnet loss | " + " | ".join(f"{v:.3f}" for v in ref) + " |")
+    for tag in ("mxnet, 2 contexts", "torch"):
+        rel = np.abs(losses[tag] - ref) / np.abs(ref)
+        print(f"| {tag}: relative difference | " + " | ".join(f"{v:.1e}" for v in rel) + " |")
+    for tag in ("mxnet, 2 contexts", "torch"):
+        rel = np.abs(losses[tag] - ref) / np.abs(ref)
+        print(f"{tag}: max relative difference {rel.max():.2e}, first 2 iterations {rel[:2].max():.1e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["speed", "parity"])
+    parser.add_argument("--network", default=None)
+    parser.add_argument("--data-shape", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    is_speed = args.mode == "speed"
+    args.network = args.network or ("mobilenet1.0" if is_speed else "vgg16_atrous")
+    args.data_shape = args.data_shape or (512 if is_speed else 300)
+    args.iterations = args.iterations or (8 if is_speed else 20)
+    tmp = tempfile.mkdtemp(prefix="bench_train_twin_")
+    try:
+        root = _dataset(os.path.join(tmp, "data"), 64 if is_speed else 12)
+        (speed if is_speed else parity)(args, root, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

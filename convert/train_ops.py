@@ -1,0 +1,192 @@
+"""Training pieces of gluon_ssd in torch: MXNet 1.9's SGD update rule and the SSD multibox loss.
+
+* :class:`MXNetSGD` applies the update of ``mxnet.optimizer.SGD`` as ``gluon.Trainer`` runs it (the
+  ``sgd_mom_update`` / ``multi_sgd_mom_update`` kernels, no gradient clipping, no multi-precision), in
+  the kernels' float32 operation order, so that a torch run reproduces a Gluon run's weights to the
+  last bits. It differs from ``torch.optim.SGD`` where the learning rate changes: MXNet multiplies
+  the learning rate into the momentum buffer at each update, torch applies it to the buffer.
+* :class:`SSDLoss` is gluon_ssd.train.loss ``SSDMultiBoxLoss`` (GluonCV's) for one device: softmax
+  cross-entropy over the positives and the hardest negatives plus smooth L1 on the positives.
+
+Importing this module needs only torch and numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MXNetSGD", "SSDLoss"]
+
+
+def _f32(value: float) -> float:
+    """``value`` rounded to float32, as MXNet stores an optimizer's scalars (lr, wd, momentum)."""
+    return float(np.float32(value))
+
+
+class MXNetSGD(torch.optim.Optimizer):
+    """SGD with MXNet 1.9's update rule, weight decay on every parameter.
+
+    For each parameter with a gradient, with ``lr``, ``wd``, ``momentum`` and ``rescale_grad`` rounded
+    to float32 and every operation below rounded to the parameter's dtype, in this order (MXNet's
+    kernel computes ``mom = momentum*mom - lr*wd*w - lr*rescale_grad*grad; w += mom``)::
+
+        mom = momentum * mom
+        mom = mom - (lr * wd) * weight
+        mom = mom - (lr * rescale_grad) * grad
+        weight = weight + mom
+
+    With ``momentum`` 0 there is no buffer: ``weight = weight - ((lr * wd) * weight + (lr *
+    rescale_grad) * grad)``. The learning rate enters at each update (see :meth:`set_learning_rate`).
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups, as for any torch optimizer.
+    lr : float
+        Learning rate.
+    momentum : float, default 0
+        Momentum; buffers are ``self.state[p]["momentum"]``, zeros at a parameter's first update.
+    wd : float, default 0
+        Weight decay, applied to all parameters (biases and BatchNorm included), as MXNet does.
+    rescale_grad : float, default 1
+        Factor on the gradients (gluon.Trainer's ``1 / batch_size`` of ``step(batch_size)``).
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, wd: float = 0.0, rescale_grad: float = 1.0):
+        if lr < 0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        if momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {momentum}")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "wd": wd, "rescale_grad": rescale_grad})
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (``gluon.Trainer.set_learning_rate``)."""
+        for group in self.param_groups:
+            group["lr"] = lr
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            weights, grads = [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("MXNetSGD does not support sparse gradients")
+                weights.append(p)
+                grads.append(p.grad)
+            if not weights:
+                continue
+            lr = np.float32(group["lr"])
+            # MXNet multiplies the float32 scalars first: (lr * wd) * w and (lr * rescale_grad) * g.
+            lr_wd = float(lr * np.float32(group["wd"]))
+            lr_rescale = float(lr * np.float32(group["rescale_grad"]))
+            momentum = _f32(group["momentum"])
+            decay = torch._foreach_mul(weights, lr_wd)
+            step = torch._foreach_mul(grads, lr_rescale)
+            if momentum > 0:
+                bufs = []
+                for p in weights:
+                    state = self.state[p]
+                    if "momentum" not in state:
+                        state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    bufs.append(state["momentum"])
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_sub_(bufs, decay)
+                torch._foreach_sub_(bufs, step)
+                torch._foreach_add_(weights, bufs)
+            else:
+                # 0 - a - b equals -(a + b) exactly in IEEE arithmetic.
+                torch._foreach_add_(decay, step)
+                torch._foreach_sub_(weights, decay)
+        return loss
+
+
+class SSDLoss(nn.Module):
+    """SSD multibox loss, equal to gluon_ssd's (and GluonCV's) ``SSDMultiBoxLoss`` on one device: the same
+    definition and parameters (see :class:`gluon_ssd.train.loss.SSDMultiBoxLoss`), on torch tensors.
+
+    Notes
+    -----
+    Hard negatives are ranked as MXNet does, by ``cross_entropy * (positive - 1)`` ascending (positives
+    at 0, after every negative), with the cut at rank < quota. Equal cross-entropies go to the lower
+    anchor index first (a stable sort). MXNet's CPU ``argsort`` (``std::sort``) orders ties in an
+    implementation-defined way, so where a group of exactly equal cross-entropies straddles the cut,
+    the same number of them is selected (same loss values) but not necessarily the same anchors.
+    """
+
+    def __init__(self, negative_mining_ratio: float = 3, rho: float = 1.0, lambd: float = 1.0,
+                 min_hard_negatives: int = 0):
+        super().__init__()
+        if rho <= 0:
+            raise ValueError(f"rho must be positive, got {rho}")
+        self.negative_mining_ratio = max(0.0, float(negative_mining_ratio))
+        self.rho = float(rho)
+        self.lambd = float(lambd)
+        self.min_hard_negatives = max(0, int(min_hard_negatives))
+
+    def forward(self, cls_preds: torch.Tensor, box_preds: torch.Tensor, cls_targets: torch.Tensor,
+                box_targets: torch.Tensor, num_positives: float | None = None):
+        """Losses of a batch.
+
+        Parameters
+        ----------
+        cls_preds : Tensor, (B, N, C+1)
+            Raw class scores.
+        box_preds : Tensor, (B, N, 4)
+            Box offsets.
+        cls_targets : Tensor, (B, N), integer or float
+            0 for background, class + 1 for positives.
+        box_targets : Tensor, (B, N, 4)
+            Encoded offsets.
+        num_positives : float, optional
+            Positives of the whole global batch; by default those of ``cls_targets`` (a device sync).
+
+        Returns
+        -------
+        (sum_loss, cls_loss, box_loss), each (B,): ``sum_loss = cls_loss + lambd * box_loss``. Without
+        any positive (and ``min_hard_negatives`` 0) all are zeros that still depend on the predictions.
+        """
+        if num_positives is None:
+            num_positives = (cls_targets > 0).sum().item()
+        num_positives = float(num_positives)
+        if num_positives < 1 and self.min_hard_negatives < 1:
+            cls_loss = (cls_preds * 0).flatten(1).sum(1)
+            box_loss = (box_preds * 0).flatten(1).sum(1)
+            return cls_loss + box_loss, cls_loss, box_loss
+
+        denominator = max(1.0, num_positives)
+        positive = cls_targets > 0
+        # MXNet's pick truncates float indices and clips them into [0, C].
+        index = cls_targets.long().clamp(0, cls_preds.shape[-1] - 1)
+        cross_entropy = -F.log_softmax(cls_preds, dim=-1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        selected = positive | self.hard_negatives(cross_entropy.detach(), positive)
+        cls_loss = torch.where(selected, cross_entropy, torch.zeros_like(cross_entropy)).sum(1) / denominator
+
+        diff = (box_preds.reshape(box_targets.shape) - box_targets).abs()
+        smooth_l1 = torch.where(diff > self.rho, diff - 0.5 * self.rho, (0.5 / self.rho) * diff.square())
+        # A product with the mask, as MXNet: non-finite offsets of negatives propagate.
+        box_loss = (smooth_l1 * positive.unsqueeze(-1).to(smooth_l1.dtype)).flatten(1).sum(1) / denominator
+        return cls_loss + self.lambd * box_loss, cls_loss, box_loss
+
+    def hard_negatives(self, cross_entropy: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+        """Bool mask (B, N) of the anchors ranked below each image's quota (positives may be in it).
+
+        ``cross_entropy`` (B, N) should be detached; ``positive`` is the (B, N) bool mask.
+        """
+        key = cross_entropy * (positive.to(cross_entropy.dtype) - 1)
+        order = torch.argsort(key, dim=1, stable=True)  # anchors, hardest negative first
+        num_anchors = key.shape[1]
+        ranks = torch.arange(num_anchors, device=key.device).expand_as(order)
+        rank_of = torch.empty_like(order).scatter_(1, order, ranks)  # inverse permutation
+        # float32, as MXNet computes the quota from the float32 mask.
+        quota = (positive.sum(1, keepdim=True).to(torch.float32) * self.negative_mining_ratio).clamp_min(
+            float(self.min_hard_negatives))
+        return rank_of.to(torch.float32) < quota

@@ -1,0 +1,297 @@
+"""``train_ssd.py --backend torch``: the PyTorch twin trained with gluon_ssd's recipe, step for step.
+
+Everything but the network's arithmetic is shared with the MXNet trainer (:class:`gluon_ssd.train.fit.Trainer`):
+the datasets, augmentation, sampler and seeds (the same gluon data pipeline feeds both), the targets
+(:func:`gluon_ssd.train.target.batch_targets`, computed on the CPU from the same anchors), the learning-rate
+schedule, the epoch loop with its logs, metrics.jsonl, curves PNG, NaN stop and validation. What is PyTorch:
+
+- the start: the gluon SSD that ``prepare()`` builds and initializes for ``--seed`` (``--pretrained-base``,
+  ``--transfer`` included) goes through the same anchor forward as the MXNet trainer's set-up and is then
+  converted (:func:`convert.mapping.gluon_to_torch`): both backends start from the same weights;
+- the loss (:class:`convert.train_ops.SSDLoss`) and SGD with MXNet's update rule (:class:`MXNetSGD`);
+  BatchNorm trains as MXNet's (:func:`convert.layers.mxnet_batch_norm`);
+- scale-out: torch.distributed under ``torchrun`` (gloo on CPU, NCCL on GPUs, one process per GPU), the
+  positive count all-reduced, gradients summed (DDP averages, so the loss is scaled by the world size),
+  ``--syncbn`` sharing BatchNorm statistics;
+- speed options: ``--amp`` (bf16 autocast, or fp16 with a gradient scaler on CUDA), ``--channels-last``,
+  ``--compile``;
+- files: the checkpoint ``{prefix}_last.ckpt`` (a zip of meta.json and a torch state), and GluonCV's
+  ``_best.params`` / ``_{epoch}_{map}.params`` written as gluon_ssd parameters through the reverse mapping,
+  with a ``_best.pth`` beside them.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import zipfile
+
+import mxnet as mx
+import numpy as np
+import torch
+from mxnet import autograd
+
+from gluon_ssd.fileio import atomic_write
+from gluon_ssd.train import checkpoint as mx_ckpt
+from gluon_ssd.train.fit import Trainer, TrainingError
+
+from .mapping import gluon_to_torch, save_torch_model, write_gluon_file
+from .model import get_torch_model
+from .train_ops import MXNetSGD, SSDLoss
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gluon_ssd-torch-checkpoint-1"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain process."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def torch_device(cfg) -> torch.device:
+    """The device of this process: ``--gpus ''`` the CPU, else ``cuda:{gpus[LOCAL_RANK]}``."""
+    from gluon_ssd.devices import parse_gpu_ids
+
+    try:
+        gpus = parse_gpu_ids(cfg.gpus)
+    except ValueError as err:
+        raise TrainingError(f"--gpus {cfg.gpus!r}: {err}") from None
+    if not gpus:
+        return torch.device("cpu")
+    _, world, local = _world()
+    if len(gpus) > 1 and world == 1:
+        raise TrainingError(f"--backend torch drives one GPU per process: run torchrun --nproc-per-node "
+                            f"{len(gpus)} train_ssd.py ... --gpus {cfg.gpus} (README, 'Training the PyTorch twin')")
+    if not torch.cuda.is_available():
+        raise TrainingError(f"--gpus {cfg.gpus}: this torch sees no CUDA GPU; --gpus '' trains on the CPU")
+    if local >= len(gpus):
+        raise TrainingError(f"process {local} on this machine has no GPU in --gpus {cfg.gpus}: list one per "
+                            f"process (--nproc-per-node)")
+    if gpus[local] >= torch.cuda.device_count():
+        raise TrainingError(f"--gpus {cfg.gpus}: GPU {gpus[local]} does not exist (this torch sees "
+                            f"{torch.cuda.device_count()})")
+    return torch.device("cuda", gpus[local])
+
+
+class _LiveDetector:
+    """The model being trained as a detector of :mod:`gluon_ssd.predict` (numpy batch in), for validation."""
+
+    def __init__(self, model, device, amp_dtype):
+        self.model, self.device, self.amp_dtype = model, device, amp_dtype
+        self.classes = tuple(model.classes)
+
+    def __call__(self, batch):
+        images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, self.amp_dtype or torch.bfloat16,
+                                             enabled=self.amp_dtype is not None):
+            cls_preds, box_preds, anchors = self.model.raw(images)
+        ids, scores, boxes = self.model.postprocess(cls_preds.float(), box_preds.float(), anchors.float())
+        return ids[..., 0].cpu().numpy(), scores[..., 0].cpu().numpy(), boxes.cpu().numpy()
+
+
+class TorchTrainer(Trainer):
+    """The training loop of :class:`gluon_ssd.train.fit.Trainer` with the twin as the network."""
+
+    @staticmethod
+    def check_config(cfg):
+        if cfg.horovod or "dist" in cfg.kvstore:
+            raise TrainingError("--horovod and --kvstore dist_* are MXNet's scale-out; with --backend torch "
+                                "launch one process per GPU (or CPU worker) with torchrun (README)")
+        if cfg.cpu_contexts > 1:
+            raise TrainingError("--cpu-contexts splits a batch over MXNet CPU contexts; with --backend torch use "
+                                "torchrun --nproc-per-node N for several CPU processes")
+        device = torch_device(cfg)
+        if cfg.amp_dtype and not cfg.amp:
+            raise TrainingError(f"--amp-dtype {cfg.amp_dtype} needs --amp")
+        if cfg.amp and cfg.amp_dtype == "fp16" and device.type != "cuda":
+            raise TrainingError("--amp-dtype fp16 needs a CUDA GPU; on the CPU use --amp-dtype bf16")
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _data_contexts(self):
+        return [mx.cpu()]  # batches and targets stay on the CPU; the step moves them to the torch device
+
+    def _setup_distribution(self):
+        cfg = self.cfg
+        self.check_config(cfg)
+        self.device = torch_device(cfg)
+        self.dist = None
+        rank, world, _ = _world()
+        if world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                if self.device.type == "cuda":
+                    torch.cuda.set_device(self.device)
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.dist = dist
+            self.rank, self.parts = dist.get_rank(), dist.get_world_size()
+        if cfg.batch_size % self.parts:
+            raise TrainingError(f"--batch-size {cfg.batch_size} is the global batch; it must divide evenly over "
+                                f"{self.parts} processes")
+        self.amp_dtype = AMP_DTYPES[cfg.amp_dtype or "bf16"] if cfg.amp else None
+
+    def _make_trainer(self):
+        cfg = self.cfg
+        return MXNetSGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, wd=cfg.wd)
+
+    def setup(self):
+        cfg = self.cfg
+        with autograd.train_mode():
+            # As the MXNet trainer: anchors from a training-mode forward on zeros (which moves BatchNorm
+            # statistics), then the weights are converted, so both backends hold the same state.
+            zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape))
+            anchors = self.net(zeros)[2]
+        self.anchors = [anchors]
+        model = get_torch_model(cfg.model_name, classes=self.classes)
+        arrays = {k: p.data().asnumpy() for k, p in self.net._collect_params_with_prefix().items()}
+        state, self.ignored = gluon_to_torch(model, arrays, source="the initialized network")
+        model.load_state_dict(state, strict=True)
+        self.model = model.to(self.device).train()
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.syncbn and self.parts > 1:
+            for module in self.model.modules():
+                if hasattr(module, "sync"):
+                    module.sync = True
+        self.trainer = self._make_trainer()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if not hasattr(self, "_loss"):  # (a test may set another hard-negative ratio on both backends)
+            self._loss = SSDLoss()
+        if cfg.resume:
+            self.resume(cfg.resume)
+        self.forward_model = self.model
+        if self.dist is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+        if cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
+
+    def fit(self):
+        try:
+            return super().fit()
+        finally:
+            if self.dist is not None and self.dist.is_initialized():
+                self.dist.destroy_process_group()
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _global_num_pos(self, local):
+        if self.dist is None:
+            return float(local)
+        value = torch.tensor([float(local)], dtype=torch.float64,
+                             device=self.device if self.device.type == "cuda" else "cpu")
+        self.dist.all_reduce(value)
+        return float(value.item())
+
+    def _to_device(self, array, dtype=torch.float32):
+        return torch.from_numpy(np.ascontiguousarray(array.asnumpy())).to(self.device, dtype, non_blocking=True)
+
+    def step(self, images, labels):
+        from gluon_ssd.train.target import batch_targets
+
+        cls_t, box_t = batch_targets(self.anchors[0], labels)
+        num_pos = self._global_num_pos(float((cls_t > 0).sum().asscalar()))
+        x = self._to_device(images)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+            cls_p, box_p, _ = self.forward_model(x)
+        total, cls_loss, box_loss = self._loss(cls_p.float(), box_p.float(), self._to_device(cls_t, torch.int64),
+                                               self._to_device(box_t), num_pos)
+        # The losses are normalized by the positives of the whole batch, so the update needs the sum of the
+        # processes' gradients: DDP averages them, hence the factor.
+        objective = total.sum() * self.parts
+        self.trainer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
+            self.scaler.step(self.trainer)
+            self.scaler.update()
+        else:
+            objective.backward()
+            self.trainer.step()
+        values = torch.stack([total.sum(), cls_loss.sum(), box_loss.sum()]).detach().double().cpu().tolist()
+        return values, images.shape[0]
+
+    # -- checkpoints and files --------------------------------------------------------------------
+    def save_checkpoint(self):
+        buffer = io.BytesIO()
+        torch.save({"model": self.model.state_dict(), "optimizer": self.trainer.state_dict(),
+                    "ignored": self.ignored}, buffer)
+        meta = dict(self._meta(), format=FORMAT, backend="torch", rng=mx_ckpt.rng_states())
+        with atomic_write(self.prefix + "_last.ckpt", "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
+            zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
+            zf.writestr("torch_state.pt", buffer.getvalue())
+
+    def resume(self, path):
+        state, meta = load_checkpoint(path)
+        if meta["model_name"] != self.cfg.model_name or tuple(meta["classes"]) != tuple(self.classes):
+            raise TrainingError(f"--resume {path} is a checkpoint of {meta['model_name']} with "
+                                f"{len(meta['classes'])} classes, this run trains {self.cfg.model_name} with "
+                                f"{len(self.classes)}: pass the matching --network/--data-shape/--dataset")
+        self.model.load_state_dict(state["model"])
+        self.trainer.load_state_dict(state["optimizer"])
+        self.ignored = state.get("ignored", self.ignored)
+        mx_ckpt.restore_rng_states(meta.get("rng"))
+        self.epoch, self.batch_in_epoch = meta["epoch"], meta["batch_in_epoch"]
+        self.iteration = meta["iteration"]
+        self.best_map = meta["best_map"] if meta["best_map"] is not None else -math.inf
+        self.history = meta.get("history", [])
+        log.info("resumed from %s at epoch %d, batch %d (iteration %d)", path, self.epoch,
+                 self.batch_in_epoch, self.iteration)
+
+    def _write_params(self, path):
+        write_gluon_file(self.model, self.model.state_dict(), path, self.ignored)
+
+    def _save_gluoncv_files(self, epoch, current_map):
+        if not self.is_main:
+            return
+        if current_map > self.best_map:
+            self.best_map = current_map
+            self._write_params(f"{self.prefix}_best.params")
+            save_torch_model(self.model, f"{self.prefix}_best.pth", self.ignored,
+                             source=f"train_ssd.py --backend torch, epoch {epoch}, mAP {current_map:.4f}")
+            with open(self.prefix + "_best_map.log", "a") as f:
+                f.write(f"{epoch:04d}:\t{current_map:.4f}\n")
+        if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
+            self._write_params(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
+
+    def _validate(self):
+        self.model.eval()
+        nms = (self.model.nms_thresh, self.model.nms_topk, self.model.post_nms)
+        self.model.set_nms(0.45, 400, 100)  # GluonCV's evaluation settings, as the MXNet trainer's
+        try:
+            return self.eval_fn(_LiveDetector(self.model, self.device, self.amp_dtype), self.val_data)
+        finally:
+            self.model.set_nms(*nms)
+            self.model.train()
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """(torch state, meta) of a ``--backend torch`` checkpoint; a clear TrainingError for anything else."""
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            if meta.get("format") != FORMAT:
+                raise TrainingError(f"--resume {path} is a checkpoint of the {meta.get('backend', 'mxnet')} "
+                                    f"backend; resume it with --backend {meta.get('backend', 'mxnet')}")
+            state = torch.load(io.BytesIO(zf.read("torch_state.pt")), map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, RuntimeError) as err:
+        if isinstance(err, TrainingError):
+            raise
+        raise TrainingError(f"{path} is not a readable --backend torch checkpoint ({err}); use the *_last.ckpt "
+                            f"file a run wrote") from None
+    return state, meta
+
+
+def register() -> None:
+    """Make 'torch' a training backend (called by :func:`convert.backend.register`)."""
+    from gluon_ssd.train.run import register_trainer
+
+    register_trainer("torch", TorchTrainer)
