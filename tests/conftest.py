@@ -65,16 +65,103 @@ class TrainedModel(NamedTuple):
     data_shape: int
 
 
-@pytest.fixture(scope="session")
-def small_trained_model(tmp_path_factory):
-    """A ResNet-18 SSD trained from scratch by train_ssd.py (about two minutes), once per test session."""
+_SMALL_TRAINING: dict = {}
+
+
+def _start_small_training(base: pathlib.Path) -> None:
+    """Write the small dataset and start train_ssd.py on it in the background (once)."""
     from gluon_ssd.data import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("small_trained")
+    if _SMALL_TRAINING:
+        return
+    root = base / "small_trained"
+    root.mkdir(parents=True, exist_ok=True)
     data = root / "shapes"
     write_synthetic_dataset(str(data), 512, 64, seed=0, progress=False, **SMALL_SHAPES)
     prefix = str(root / "run") + os.sep
-    proc = subprocess.run([sys.executable, str(ROOT / "train_ssd.py"), *SMALL_RECIPE, "--dataset-root", str(data),
-                           "--save-prefix", prefix], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return TrainedModel(data, SMALL_MODEL, f"{prefix}{SMALL_MODEL}_best.params", 128)
+    log = open(root / "train_output.txt", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train_ssd.py"), *SMALL_RECIPE, "--dataset-root", str(data),
+                             "--save-prefix", prefix], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, MXNET_HOME=str(root / "mxnet_home")))
+    _SMALL_TRAINING.update(proc=proc, log=log, data=data, prefix=prefix)
+
+
+def pytest_collection_finish(session):
+    """Start training the small model as soon as the selected tests are known to need it: it then runs beside
+    the tests before its first user, which leave much of the two cores idle (subprocess start-ups, imports,
+    file work), instead of in front of that user. The run is epoch-bound and seeded, so sharing the CPU
+    changes its duration, not its weights."""
+    if any("small_trained_model" in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_small_training(session.config._tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session):
+    """A background training that no test waited for (a run stopped early) does not outlive the session."""
+    proc = _SMALL_TRAINING.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def small_trained_model(tmp_path_factory):
+    """A ResNet-18 SSD trained from scratch by train_ssd.py (about two minutes), once per test session."""
+    _start_small_training(tmp_path_factory.getbasetemp())
+    run = _SMALL_TRAINING
+    try:
+        code = run["proc"].wait(timeout=1200)
+    except subprocess.TimeoutExpired:
+        run["proc"].kill()
+        raise
+    finally:
+        run["log"].close()
+    assert code == 0, (pathlib.Path(run["log"].name).read_text()[-3000:])
+    return TrainedModel(run["data"], SMALL_MODEL, f"{run['prefix']}{SMALL_MODEL}_best.params", 128)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_dataset(tmp_path_factory):
+    """A small synthetic VOC-format dataset (12 train, 4 val images) for the training tests."""
+    from gluon_ssd.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(str(root), 12, 4, seed=1, min_size=160, max_size=240, progress=False)
+    return str(root)
+
+
+def vgg_train_config(dataset, prefix, backend="mxnet", **overrides):
+    """The BN-free VGG16-atrous SSD for two-step comparisons: batch 2, lr 0.001, seed 5, on the CPU."""
+    from gluon_ssd.train.fit import TrainConfig
+
+    values = dict(network="vgg16_atrous", data_shape=300, batch_size=2, dataset="custom", dataset_root=dataset,
+                  num_workers=0, gpus="", epochs=1, lr=0.001, wd=0.0005, pretrained_base="False",
+                  save_prefix=str(prefix) + "/", progress=False, log_interval=0, val_interval=0, seed=5,
+                  backend=backend)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def train_in_process(cfg):
+    """(trainer, gluon net, initial weights by gluon key, per-iteration losses) of one training run."""
+    import json
+
+    from gluon_ssd.data.transforms import SSDDefaultTrainTransform
+    from gluon_ssd.train.fit import SeededAugmentation
+    from gluon_ssd.train.run import prepare, trainer_class
+
+    net, train_ds, _, classes, _, _ = prepare(cfg)
+    initial = {k: p.data().asnumpy().copy() for k, p in net._collect_params_with_prefix().items()}
+    data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
+    trainer = trainer_class(cfg.backend)(cfg, net, data, None, classes, None)
+    trainer.fit()
+    losses = [json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
+              if json.loads(line)["kind"] == "iteration"]
+    return trainer, net, initial, losses
+
+
+@pytest.fixture(scope="session")
+def vgg_mxnet_two_steps(tiny_train_dataset, tmp_path_factory):
+    """Two SGD steps of the VGG SSD on one MXNet CPU context: the reference of the split-batch, distributed
+    and torch-backend comparisons."""
+    return train_in_process(vgg_train_config(tiny_train_dataset, tmp_path_factory.mktemp("vgg_mxnet"),
+                                             max_iterations=2))

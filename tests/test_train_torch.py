@@ -8,8 +8,8 @@ What can be equal and what cannot, measured (see BENCHMARKS.md, 'Training the tw
   BatchNorm models are compared where the arithmetic is exact enough to tell a bug from rounding: in
   float64, MXNet and the twin give the same gradient.
 """
-import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,23 +22,37 @@ import torch
 from convert.mapping import gluon_to_torch, key_map
 from convert.model import get_torch_model
 from convert.training import load_checkpoint
-from gluon_ssd.train.fit import SeededAugmentation, TrainConfig
-from tests import test_train
-from tests.conftest import ROOT
+from gluon_ssd.train.fit import SeededAugmentation
+from tests.conftest import ROOT, train_in_process, vgg_train_config
 from tests.helpers import assert_same_steps, sigkill_in_epoch
-
-tiny_dataset = test_train.tiny_dataset  # the module fixture: 12 train, 4 val synthetic images
 
 TRAIN = str(ROOT / "train_ssd.py")
 
 
-def _config(dataset, prefix, backend, **overrides):
-    values = dict(network="vgg16_atrous", data_shape=300, batch_size=2, dataset="custom", dataset_root=dataset,
-                  num_workers=0, gpus="", epochs=1, lr=0.001, wd=0.0005, pretrained_base="False",
-                  save_prefix=str(prefix) + "/", progress=False, log_interval=0, val_interval=0, seed=5,
-                  backend=backend)
-    values.update(overrides)
-    return TrainConfig(**values)
+@pytest.fixture(scope="module")
+def tiny_dataset(tiny_train_dataset):
+    return tiny_train_dataset  # 12 train, 4 val synthetic images (tests/conftest.py)
+
+
+_config = vgg_train_config
+
+
+@pytest.mark.parametrize("backend, overrides, message", [
+    ("torch", {"gpus": "0,1"}, "one GPU per process: run torchrun"),
+    ("torch", {"kvstore": "dist_sync"}, "launch one process per GPU (or CPU worker) with torchrun"),
+    ("torch", {"cpu_contexts": 2}, "torchrun --nproc-per-node N"),
+    ("torch", {"amp": True, "amp_dtype": "fp16"}, "fp16 needs a CUDA GPU"),
+    ("torch", {"amp_dtype": "bf16"}, "needs --amp"),
+    ("mxnet", {"channels_last": True}, "options of --backend torch"),
+    ("mxnet", {"amp": True, "amp_dtype": "bf16", "gpus": ""}, "--amp"),
+])
+def test_backend_options_are_checked_before_any_work(tiny_dataset, backend, overrides, message):
+    """(train_ssd.py maps TrainingError to one line on stderr and exit 2: tests/test_train.py walks that.)"""
+    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.run import prepare
+
+    with pytest.raises(TrainingError, match=re.escape(message)):
+        prepare(_config(tiny_dataset, "/nonexistent/prefix", backend, **overrides))
 
 
 def _cli(cfg):
@@ -50,18 +64,7 @@ def _cli(cfg):
             "--seed", str(cfg.seed), "--backend", cfg.backend, "--max-iterations", str(cfg.max_iterations)]
 
 
-def _run_in_process(cfg):
-    from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.run import prepare, trainer_class
-
-    net, train_ds, _, classes, _, _ = prepare(cfg)
-    initial = {k: p.data().asnumpy().copy() for k, p in net._collect_params_with_prefix().items()}
-    data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
-    trainer = trainer_class(cfg.backend)(cfg, net, data, None, classes, None)
-    trainer.fit()
-    losses = [json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
-              if json.loads(line)["kind"] == "iteration"]
-    return trainer, net, initial, losses
+_run_in_process = train_in_process
 
 
 def _torch_as_gluon(trainer):
@@ -73,13 +76,11 @@ def _torch_as_gluon(trainer):
 
 
 @pytest.fixture(scope="module")
-def vgg_two_steps(tiny_dataset, tmp_path_factory):
+def vgg_two_steps(vgg_mxnet_two_steps, tiny_dataset, tmp_path_factory):
     """Two SGD steps of the BN-free VGG16-atrous SSD on each backend, same seed and data."""
     folder = tmp_path_factory.mktemp("vgg_two_steps")
-    out = {}
-    for backend in ("mxnet", "torch"):
-        out[backend] = _run_in_process(_config(tiny_dataset, folder / backend, backend, max_iterations=2))
-    return out
+    return {"mxnet": vgg_mxnet_two_steps,
+            "torch": _run_in_process(_config(tiny_dataset, folder / "torch", "torch", max_iterations=2))}
 
 
 @pytest.mark.slow
@@ -223,9 +224,9 @@ def test_ddp_two_gloo_processes_equal_one_process(vgg_two_steps, tiny_dataset, t
                       {t: initial[table[t]] for t in keys})
     log_text = result.stdout + result.stderr
     assert "over 2 worker(s)" in log_text
-    # one log file per process; the metrics only from rank 0 (2 iterations + 1 epoch line)
+    # one log file per process; the metrics only from rank 0 (its 2 iterations; the run stops mid-epoch)
     assert (tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_train.rank1.log").is_file()
-    assert len((tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_metrics.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_metrics.jsonl").read_text().splitlines()) == 2
 
 
 def _cli_run(args, timeout=600):
@@ -238,8 +239,8 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
     from gluon_ssd import get_model
 
     name = "ssd_300_mobilenet0.25_custom"
-    common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "3",
-              "--lr", "0.01", "--val-interval", "1", "--save-interval", "2", "--seed", "11", "--backend", "torch",
+    common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "2",
+              "--lr", "0.01", "--val-interval", "2", "--save-interval", "2", "--seed", "11", "--backend", "torch",
               "--dataset", "custom", "--dataset-root", tiny_dataset, "--gpus", "", "--pretrained-base", "False",
               "-j", "0", "--no-progress", "--log-interval", "1"]
     full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
@@ -250,7 +251,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
             name + "_last.ckpt", name + "_curves.png", name + "_metrics.jsonl"} <= files, files
     assert any(f.startswith(name + "_0001_") and f.endswith(".params") for f in files)
     log_text = open(full + name + "_train.log").read()
-    assert "[Epoch 2] Validation:" in log_text and "mAP=" in log_text
+    assert "[Epoch 1] Validation:" in log_text and "mAP=" in log_text
 
     # The best weights, written through the reverse mapping, load into gluon_ssd (eval_ssd.py --backend
     # mxnet reads them) and detect as the .pth twin does.
@@ -272,7 +273,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
     resumed = _cli_run(common + ["--save-prefix", killed, "--resume", ckpt_path])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (a, meta_a), (b, meta_b) = load_checkpoint(full + name + "_last.ckpt"), load_checkpoint(ckpt_path)
-    assert meta_a["epoch"] == meta_b["epoch"] == 3
+    assert meta_a["epoch"] == meta_b["epoch"] == 2
     for key, value in a["model"].items():
         np.testing.assert_allclose(b["model"][key].numpy(), value.numpy(), rtol=0, atol=1e-6, err_msg=key)
     # An MXNet checkpoint is not silently taken for a torch one
