@@ -160,7 +160,7 @@ class TorchTrainer(Trainer):
                     module.sync = True
         self.trainer = self._make_trainer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        if not hasattr(self, "_loss"):  # (a test may set another hard-negative ratio on both backends)
+        if not hasattr(self, "_loss"):  # as in the MXNet trainer, a caller may set its own loss first
             self._loss = SSDLoss()
         if cfg.resume:
             self.resume(cfg.resume)
