@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import zipfile
 
@@ -230,36 +229,19 @@ class TorchTrainer(Trainer):
 
     def resume(self, path):
         state, meta = load_checkpoint(path)
-        if meta["model_name"] != self.cfg.model_name or tuple(meta["classes"]) != tuple(self.classes):
-            raise TrainingError(f"--resume {path} is a checkpoint of {meta['model_name']} with "
-                                f"{len(meta['classes'])} classes, this run trains {self.cfg.model_name} with "
-                                f"{len(self.classes)}: pass the matching --network/--data-shape/--dataset")
+        self.check_resumable(path, meta)
         self.model.load_state_dict(state["model"])
         self.trainer.load_state_dict(state["optimizer"])
         self.ignored = state.get("ignored", self.ignored)
-        mx_ckpt.restore_rng_states(meta.get("rng"))
-        self.epoch, self.batch_in_epoch = meta["epoch"], meta["batch_in_epoch"]
-        self.iteration = meta["iteration"]
-        self.best_map = meta["best_map"] if meta["best_map"] is not None else -math.inf
-        self.history = meta.get("history", [])
-        log.info("resumed from %s at epoch %d, batch %d (iteration %d)", path, self.epoch,
-                 self.batch_in_epoch, self.iteration)
+        self.restore_position(path, meta)
 
-    def _write_params(self, path):
+    def write_params(self, path):
         write_gluon_file(self.model, self.model.state_dict(), path, self.ignored)
 
-    def _save_gluoncv_files(self, epoch, current_map):
-        if not self.is_main:
-            return
-        if current_map > self.best_map:
-            self.best_map = current_map
-            self._write_params(f"{self.prefix}_best.params")
-            save_torch_model(self.model, f"{self.prefix}_best.pth", self.ignored,
-                             source=f"train_ssd.py --backend torch, epoch {epoch}, mAP {current_map:.4f}")
-            with open(self.prefix + "_best_map.log", "a") as f:
-                f.write(f"{epoch:04d}:\t{current_map:.4f}\n")
-        if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
-            self._write_params(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
+    def write_best(self, epoch, current_map):
+        super().write_best(epoch, current_map)
+        save_torch_model(self.model, f"{self.prefix}_best.pth", self.ignored,
+                         source=f"train_ssd.py --backend torch, epoch {epoch}, mAP {current_map:.4f}")
 
     def _validate(self):
         self.model.eval()

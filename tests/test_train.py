@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from gluon_ssd.train import checkpoint as ckpt
-from gluon_ssd.train.fit import TrainConfig, Trainer, TrainingError
+from gluon_ssd.train.fit import Trainer, TrainingError
 from gluon_ssd.train.run import resolve_model_name
 from gluon_ssd.train.schedule import learning_rate
-from tests.conftest import ROOT
+from tests.conftest import ROOT, vgg_train_config
 from tests.helpers import assert_same_steps, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
@@ -135,10 +135,7 @@ def _trainer(dataset, tmp_path, **overrides):
     from gluon_ssd.train.fit import SeededAugmentation
     from gluon_ssd.train.run import prepare
 
-    cfg = TrainConfig(network="vgg16_atrous", data_shape=300, batch_size=2, dataset="custom",
-                      dataset_root=dataset, num_workers=0, gpus="", epochs=1, lr=0.001, wd=0.0005,
-                      pretrained_base="False", save_prefix=str(tmp_path) + "/", progress=False, log_interval=0,
-                      val_interval=0, seed=5, **overrides)
+    cfg = vgg_train_config(dataset, tmp_path, **overrides)
     net, train_ds, _, classes, _, _ = prepare(cfg)
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
     return Trainer(cfg, net, data, None, classes, None), net

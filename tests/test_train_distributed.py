@@ -71,22 +71,27 @@ def test_dist_sync_two_workers_equal_one_process(tiny_dataset, tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     w0, w1, one = (ckpt.load_checkpoint(tmp_path / d / f"{NAME}_last.ckpt") for d in ("w0", "w1", "single"))
     assert w0.meta["iteration"] == w1.meta["iteration"] == one.meta["iteration"] == 2
-    for key in one.params:
-        np.testing.assert_array_equal(w0.params[key].asnumpy(), w1.params[key].asnumpy(),
-                                      err_msg=f"workers differ at {key}")
-    # The same seed builds the same initial weights: the steps must have moved them.
+    assert_workers_take_the_steps_of_one_process([w0, w1], one, tiny_dataset, tmp_path)
+
+
+def assert_workers_take_the_steps_of_one_process(workers, one, dataset, tmp_path):
+    """The workers' checkpoints hold identical weights, the steps moved them from the initial weights (the
+    same seed builds the same ones), and they equal one process's within assert_same_steps."""
     from gluon_ssd.train.fit import TrainConfig
     from gluon_ssd.train.run import prepare
 
-    cfg = TrainConfig(network="vgg16_atrous", data_shape=300, dataset="custom", dataset_root=tiny_dataset,
+    for key in one.params:
+        for other in workers[1:]:
+            np.testing.assert_array_equal(workers[0].params[key].asnumpy(), other.params[key].asnumpy(),
+                                          err_msg=f"workers differ at {key}")
+    cfg = TrainConfig(network="vgg16_atrous", data_shape=300, dataset="custom", dataset_root=dataset,
                       gpus="", pretrained_base="False", seed=3, batch_size=2, val_interval=0,
                       save_prefix=str(tmp_path) + "/i/")
-    initial = prepare(cfg)[0]._collect_params_with_prefix()
-    moved = [k for k in one.params if not np.array_equal(initial[k].data().asnumpy(), one.params[k].asnumpy())]
+    initial = {k: p.data().asnumpy() for k, p in prepare(cfg)[0]._collect_params_with_prefix().items()}
+    moved = [k for k in one.params if not np.array_equal(initial[k], one.params[k].asnumpy())]
     assert len(moved) > 10
-    assert_same_steps({k: v.asnumpy() for k, v in w0.params.items()},
-                      {k: v.asnumpy() for k, v in one.params.items()},
-                      {k: initial[k].data().asnumpy() for k in one.params})
+    assert_same_steps({k: v.asnumpy() for k, v in workers[0].params.items()},
+                      {k: v.asnumpy() for k, v in one.params.items()}, {k: initial[k] for k in one.params})
 
 
 def test_checksums_disagree_on_hand_worked_cases():

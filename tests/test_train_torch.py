@@ -34,9 +34,6 @@ def tiny_dataset(tiny_train_dataset):
     return tiny_train_dataset  # 12 train, 4 val synthetic images (tests/conftest.py)
 
 
-_config = vgg_train_config
-
-
 @pytest.mark.parametrize("backend, overrides, message", [
     ("torch", {"gpus": "0,1"}, "one GPU per process: run torchrun"),
     ("torch", {"kvstore": "dist_sync"}, "launch one process per GPU (or CPU worker) with torchrun"),
@@ -52,19 +49,16 @@ def test_backend_options_are_checked_before_any_work(tiny_dataset, backend, over
     from gluon_ssd.train.run import prepare
 
     with pytest.raises(TrainingError, match=re.escape(message)):
-        prepare(_config(tiny_dataset, "/nonexistent/prefix", backend, **overrides))
+        prepare(vgg_train_config(tiny_dataset, "/nonexistent/prefix", backend, **overrides))
 
 
 def _cli(cfg):
-    """The train_ssd.py flags of a config built by _config."""
+    """The train_ssd.py flags of a config built by vgg_train_config."""
     return ["--network", cfg.network, "--data-shape", str(cfg.data_shape), "--batch-size", str(cfg.batch_size),
             "--dataset", "custom", "--dataset-root", cfg.dataset_root, "-j", "0", "--gpus", "", "--epochs",
             str(cfg.epochs), "--lr", str(cfg.lr), "--wd", str(cfg.wd), "--pretrained-base", "False",
             "--save-prefix", cfg.save_prefix, "--no-progress", "--log-interval", "0", "--val-interval", "0",
             "--seed", str(cfg.seed), "--backend", cfg.backend, "--max-iterations", str(cfg.max_iterations)]
-
-
-_run_in_process = train_in_process
 
 
 def _torch_as_gluon(trainer):
@@ -80,7 +74,7 @@ def vgg_two_steps(vgg_mxnet_two_steps, tiny_dataset, tmp_path_factory):
     """Two SGD steps of the BN-free VGG16-atrous SSD on each backend, same seed and data."""
     folder = tmp_path_factory.mktemp("vgg_two_steps")
     return {"mxnet": vgg_mxnet_two_steps,
-            "torch": _run_in_process(_config(tiny_dataset, folder / "torch", "torch", max_iterations=2))}
+            "torch": train_in_process(vgg_train_config(tiny_dataset, folder / "torch", "torch", max_iterations=2))}
 
 
 @pytest.mark.slow
@@ -157,7 +151,7 @@ def test_batchnorm_model_gradient_equals_mxnet_in_float64(tiny_dataset):
     from gluon_ssd.train.run import prepare
     from gluon_ssd.train.target import batch_targets
 
-    cfg = _config(tiny_dataset, "/nonexistent-unused", "mxnet", network="mobilenet0.25")
+    cfg = vgg_train_config(tiny_dataset, "/nonexistent-unused", "mxnet", network="mobilenet0.25")
     net, train_ds, _, classes, _, _ = prepare(cfg)
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
     images, labels = batchify_detection([data[(0, 0)], data[(0, 1)]])
@@ -209,7 +203,7 @@ def test_ddp_two_gloo_processes_equal_one_process(vgg_two_steps, tiny_dataset, t
     """torchrun, 2 CPU processes with gloo on 127.0.0.1, each with half of every batch, vs the one-process
     run on the whole batch (BN-free VGG): the positive count is all-reduced and the gradients summed."""
     torch_trainer, _, initial, _ = vgg_two_steps["torch"]
-    cfg = _config(tiny_dataset, tmp_path / "ddp", "torch", max_iterations=2)
+    cfg = vgg_train_config(tiny_dataset, tmp_path / "ddp", "torch", max_iterations=2)
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                              "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), TRAIN, *_cli(cfg)],
@@ -340,9 +334,9 @@ def test_syncbn_over_two_gloo_processes_equals_one_batch(tmp_path):
 def test_bf16_autocast_with_channels_last_trains(tiny_dataset, tmp_path):
     """--amp (bf16 autocast on the CPU) with --channels-last: finite losses close to the float32 run's first
     loss (bf16 keeps 8 bits of mantissa: a few percent), and the steps are taken."""
-    fp32 = _run_in_process(_config(tiny_dataset, tmp_path / "fp32", "torch", network="mobilenet0.25",
+    fp32 = train_in_process(vgg_train_config(tiny_dataset, tmp_path / "fp32", "torch", network="mobilenet0.25",
                                    batch_size=4, max_iterations=3))
-    bf16 = _run_in_process(_config(tiny_dataset, tmp_path / "bf16", "torch", network="mobilenet0.25",
+    bf16 = train_in_process(vgg_train_config(tiny_dataset, tmp_path / "bf16", "torch", network="mobilenet0.25",
                                    batch_size=4, max_iterations=3, amp=True, channels_last=True))
     assert len(bf16[3]) == 3 and all(np.isfinite(bf16[3]))
     assert abs(bf16[3][0] - fp32[3][0]) <= 0.05 * fp32[3][0], (bf16[3], fp32[3])

@@ -223,36 +223,50 @@ class Trainer:
         # can resume and a test can compare the workers.
         ckpt.save_checkpoint(self.prefix + "_last.ckpt", self.net, self.trainer, self._meta())
 
-    def resume(self, path):
-        state = ckpt.load_checkpoint(path)
-        meta = state.meta
+    def check_resumable(self, path, meta):
+        """Refuse a checkpoint of another model or class list (TrainingError naming both)."""
         if meta["model_name"] != self.cfg.model_name or tuple(meta["classes"]) != tuple(self.classes):
             raise TrainingError(f"--resume {path} is a checkpoint of {meta['model_name']} with "
                                 f"{len(meta['classes'])} classes, this run trains {self.cfg.model_name} with "
                                 f"{len(self.classes)}: pass the matching --network/--data-shape/--dataset")
-        params = self.net._collect_params_with_prefix()
-        for key, value in state.params.items():
-            params[key]._load_init(value, self.ctx)
-        ckpt.restore_trainer(self.trainer, state.trainer_states)
+
+    def restore_position(self, path, meta):
+        """The RNG states, position, best metric and history of a checkpoint's meta."""
         ckpt.restore_rng_states(meta.get("rng"))
         self.epoch, self.batch_in_epoch = meta["epoch"], meta["batch_in_epoch"]
         self.iteration = meta["iteration"]
         self.best_map = meta["best_map"] if meta["best_map"] is not None else -math.inf
         self.history = meta.get("history", [])
-        mx.nd.waitall()
         log.info("resumed from %s at epoch %d, batch %d (iteration %d)", path, self.epoch,
                  self.batch_in_epoch, self.iteration)
+
+    def resume(self, path):
+        state = ckpt.load_checkpoint(path)
+        self.check_resumable(path, state.meta)
+        params = self.net._collect_params_with_prefix()
+        for key, value in state.params.items():
+            params[key]._load_init(value, self.ctx)
+        ckpt.restore_trainer(self.trainer, state.trainer_states)
+        mx.nd.waitall()
+        self.restore_position(path, state.meta)
+
+    def write_params(self, path):
+        """GluonCV's parameter file of the network being trained."""
+        self.net.save_parameters(path)
+
+    def write_best(self, epoch, current_map):
+        self.write_params(f"{self.prefix}_best.params")
 
     def _save_gluoncv_files(self, epoch, current_map):
         if not self.is_main:
             return
         if current_map > self.best_map:
             self.best_map = current_map
-            self.net.save_parameters(f"{self.prefix}_best.params")
+            self.write_best(epoch, current_map)
             with open(self.prefix + "_best_map.log", "a") as f:
                 f.write(f"{epoch:04d}:\t{current_map:.4f}\n")
         if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
-            self.net.save_parameters(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
+            self.write_params(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
 
     def _sync_initial_weights(self):
         """Every worker starts from rank 0's weights, and the workers check that they do.
@@ -271,7 +285,7 @@ class Trainer:
         for attempt in range(2):
             mx.nd.waitall()
             kv._barrier()
-            sums = mx.nd.array([float(p.data(self.ctx[0]).abs().sum().asscalar()) for p in params])
+            sums = mx.nd.concat(*[p.data(self.ctx[0]).abs().sum().as_in_context(mx.cpu()) for p in params], dim=0)
             both = mx.nd.concat(sums, sums * sums, dim=0)
             kv.push(CHECKSUM_KEY, both)
             kv.pull(CHECKSUM_KEY, out=both)
