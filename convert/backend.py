@@ -76,7 +76,7 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
 
 
 def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, calib_mode: str = "naive",
-                            num_calib_examples=None, quantize_heads: bool = False, nms=(0.45, 400, 100)):
+                            num_calib_examples=None, quantize_heads: bool | str = "auto", nms=(0.45, 400, 100)):
     """The int8 version of a twin detector (ONNX Runtime, :func:`convert.lowp.quantize_twin`) written to
     ``out_path`` and loaded back: what ``eval_ssd.py --backend torch --dtype int8`` evaluates."""
     from .lowp import load_int8_detector, quantize_twin

@@ -5,8 +5,9 @@ twin's ResNet-50 network at 512 px, batch 8, ran 16.3 images/s in ONNX Runtime i
 fp32 (channels_last) and 5.5 under torch bf16 autocast; torch 2.13 itself has no maintained int8 CPU path
 (quantize_pt2e moved out to torchao). onnxruntime is already pinned beside numpy 1.23.5.
 
-Only the network's convolutions, residual sums and max-pools are quantized (the class prediction heads
-stay float32 unless asked): per-channel int8 weights, uint8 activations (QDQ format), calibrated on
+Only the network's convolutions, ReLUs, residual sums and max-pools are quantized (class prediction heads
+whose int8 logits would move the scores stay float32, :mod:`gluon_ssd.int8_heads`): per-channel int8 weights,
+uint8 activations (QDQ format), calibrated on
 preprocessed images by min/max ('naive') or entropy. Anchors, box decoding and NMS stay float32 in torch
 (:meth:`convert.model.SSD.postprocess`), so detections come out as with every other backend. The .onnx
 file records the model name and classes; loading it needs no MXNet.
@@ -33,7 +34,7 @@ CALIB_METHODS = ("naive", "entropy")
 # gather the heads' outputs, i.e. the class logits and box offsets themselves: measured on the suite's
 # trained ResNet-18 SSD (VOC07 mAP 0.849 in float32), 0.819 that way, 0.850 with these only (and float
 # heads; 0.826 with int8 heads).
-_INT8_OPS = ("Conv", "Add", "MaxPool")
+_INT8_OPS = ("Conv", "Add", "MaxPool", "Relu")
 _META_KEY = "gluon_ssd"
 
 
@@ -85,7 +86,8 @@ class _Reader:
 
 
 def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str = "naive",
-                  num_calib_examples: int | None = None, data_shape=None, quantize_heads: bool = False) -> str:
+                  num_calib_examples: int | None = None, data_shape=None, quantize_heads: bool | str = "auto",
+                  head_tolerance: float | None = None) -> str:
     """Write the twin's network as a statically quantized int8 ONNX graph at ``out_path``.
 
     Parameters
@@ -96,8 +98,10 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
     calib_mode : 'naive' (min/max of each tensor) or 'entropy'.
     num_calib_examples : images used (default all).
     data_shape : (H, W) of the graph (default the calibration images' size). Inputs must have this size.
-    quantize_heads : also quantize the class prediction convolutions (default: they stay float32, as in
-        :func:`gluon_ssd.quantize`, which measured why; the box heads are int8 either way).
+    quantize_heads : True: every class prediction convolution int8; False: none; 'auto' (default): those
+        whose uint8 output changes no foreground score on the calibration images by more than
+        ``head_tolerance`` (default :data:`gluon_ssd.int8_heads.HEAD_TOLERANCE`), as :func:`gluon_ssd.quantize`
+        decides. The box heads are int8 either way.
 
     Returns
     -------
@@ -130,8 +134,11 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
         reduce_range = not has_int8_dot_product()
         import onnx
 
-        heads = [] if quantize_heads else [n.name for n in onnx.load(pre).graph.node
-                                           if n.op_type == "Conv" and "class_predictors" in n.name]
+        kept, errors = _float_class_heads(model.eval().float(), reader.images, quantize_heads, head_tolerance)
+        heads = [n.name for n in onnx.load(pre).graph.node
+                 if n.op_type == "Conv" and any(f"class_predictors.{k}/" in n.name for k in kept)]
+        if len(heads) != len(kept):
+            raise RuntimeError(f"found {len(heads)} of the {len(kept)} float32 class heads in the exported graph")
         try:
             quantize_static(pre, os.path.join(tmp, "int8.onnx"), reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
@@ -143,7 +150,7 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
                              "images; calibrate a trained model on real images") from None
         graph = onnx.load(os.path.join(tmp, "int8.onnx"))
         meta = {"network": model.name, "classes": list(model.classes), "data_shape": [int(height), int(width)],
-                "quantize_heads": quantize_heads, "float_heads": len(heads),
+                "quantize_heads": quantize_heads, "float_heads": kept, "head_errors": errors,
                 "calib_mode": calib_mode, "calib_examples": len(reader.images), "reduce_range": reduce_range}
         entry = graph.metadata_props.add()
         entry.key, entry.value = _META_KEY, json.dumps(meta)
@@ -153,6 +160,32 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
             onnx.save(graph, tmp_out)
     log.info("wrote int8 ONNX %s (%s calibration on %d images)", out_path, calib_mode, len(reader.images))
     return out_path
+
+
+def _float_class_heads(model: SSD, images: list, quantize_heads, tolerance) -> tuple[list[int], list | None]:
+    """The class heads kept float32, and (for 'auto') every head's int8 score error on the images."""
+    from gluon_ssd.int8_heads import HEAD_TOLERANCE, float_heads
+
+    every = list(range(len(model.class_predictors)))
+    if quantize_heads not in (True, False, "auto"):
+        raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
+    if quantize_heads != "auto":
+        return ([] if quantize_heads else every), None
+    outputs: list[list[np.ndarray]] = [[] for _ in every]
+    hooks = [head.register_forward_hook(lambda _m, _i, out, k=k: outputs[k].append(out.float().numpy()))
+             for k, head in enumerate(model.class_predictors)]
+    try:
+        with torch.inference_mode():
+            for image in images:
+                model.raw(torch.from_numpy(image))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    kept, errors = float_heads([np.concatenate(o) for o in outputs], model.num_classes, "asymmetric",
+                               HEAD_TOLERANCE if tolerance is None else tolerance)
+    log.info("int8 score error of each class head on the calibration images: %s; kept float32: %s",
+             ", ".join(f"{e:.4f}" for e in errors), kept or "none")
+    return kept, errors
 
 
 def _threads() -> int:

@@ -65,7 +65,8 @@ def export(net, prefix: str, epoch: int = 0, data_shape=None) -> tuple[str, str]
             "classes": list(getattr(net, "classes", ()) or ()) or None,
             "data_shape": [int(v) for v in data_shape],
             "quantized_dtype": getattr(net, "quantized_dtype", None),
-            "calib_mode": getattr(net, "calib_mode", None)}
+            "calib_mode": getattr(net, "calib_mode", None),
+            "float_heads": getattr(net, "float_heads", None)}
     with atomic_write(f"{prefix}-meta.json", "w") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
@@ -125,5 +126,6 @@ def load_exported(prefix: str, ctx=None, epoch: int = 0, classes=None):
     net.classes = tuple(saved or classes or ())
     net.model_name = meta.get("model")
     net.quantized_dtype = meta.get("quantized_dtype")
+    net.float_heads = meta.get("float_heads")
     net.hybridize(static_alloc=True, static_shape=True)
     return net

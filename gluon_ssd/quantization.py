@@ -22,6 +22,8 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
+from .int8_heads import HEAD_TOLERANCE, float_heads
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CALIB_MODES", "INT8_MODELS", "QUANTIZED_DTYPES", "Int8Model", "calibrate", "get_int8_model",
@@ -86,7 +88,7 @@ class _CalibrationBatches(mx.io.DataIter):
 
 def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples: int | None = None,
              quantized_dtype: str = "auto", exclude_layers_match: Sequence[str] = ("flatten", "concat"),
-             ctx=None, quantize_heads: bool = False):
+             ctx=None, quantize_heads: bool | str = "auto", head_tolerance: float = HEAD_TOLERANCE):
     """An int8 version of a float32 SSD, built and calibrated by MXNet (``quantize_net``).
 
     Parameters
@@ -103,11 +105,14 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
     exclude_layers_match : layers whose name contains one of these stay float32 (GluonCV excludes
         flatten and concat).
     ctx : mx.cpu() (default): MXNet's int8 kernels are oneDNN's, for the CPU only.
-    quantize_heads : also quantize the class prediction convolutions, as GluonCV's eval_ssd.py does (True
-        gives exactly its graph). Default False: the class heads stay float32 (the box heads are int8 either
-        way). Measured on the suite's trained ResNet-18 SSD (VOC07 mAP 0.849 in float32, naive calibration
-        on 16 images): 0.780 with every head int8, 0.780 with float box heads, 0.845 with float class heads
-        (0.845 with all heads float; on 64 images 0.801 / 0.847). The class logits are what int8 damages.
+    quantize_heads : which class prediction convolutions are int8 (the box heads always are). True: all, as
+        GluonCV's eval_ssd.py does (exactly its graph); False: none; 'auto' (default): each head whose int8
+        output changes no foreground score on the calibration images by more than ``head_tolerance``
+        (:mod:`gluon_ssd.int8_heads`; with calib_mode='none', none). MXNet 1.9's int8 convolutions
+        requantize their outputs to int8, i.e. the class logits: on the suite's trained ResNet-18 SSD (VOC07
+        mAP 0.849 in float32, naive calibration on 16 images) every class head int8 gives 0.780, no class
+        head int8 0.845; 'auto' keeps its two widest-range heads float32.
+    head_tolerance : the largest foreground score change an int8 class head may cause ('auto').
 
     Returns
     -------
@@ -131,6 +136,8 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
         raise ValueError(f"quantized_dtype {quantized_dtype!r}: expected one of {', '.join(QUANTIZED_DTYPES)}")
     if num_calib_examples is not None and int(num_calib_examples) < 1:
         raise ValueError(f"num_calib_examples must be at least 1, got {num_calib_examples}")
+    if quantize_heads not in (True, False, "auto"):
+        raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
     classes = tuple(getattr(net, "classes", ()))
     data = None
     data_shapes = None
@@ -148,8 +155,9 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
         data_shapes = [mx.io.DataDesc("data", shape)]
         data = None
     net.collect_params().reset_ctx(mx.cpu())
+    heads, errors = _float_class_heads(net, quantize_heads, data, head_tolerance)
     net.hybridize()
-    float_heads = [] if quantize_heads else [f"{head.predictor.prefix}fwd" for head in net.class_predictors]
+    float_heads = [f"{net.class_predictors[k].predictor.prefix}fwd" for k in heads]
     qnet = quantize_net(net, quantized_dtype=quantized_dtype, exclude_layers=float_heads,
                         exclude_layers_match=list(exclude_layers_match),
                         calib_data=data, data_shapes=data_shapes, calib_mode=calib_mode,
@@ -172,9 +180,33 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
     qnet.model_name = getattr(net, "name_in_zoo", None)
     qnet.quantized_dtype = quantized_dtype
     qnet.calib_mode = calib_mode
-    log.info("quantized %s (%s, calibration %s, %s examples)", getattr(net, "name", type(net).__name__),
-             quantized_dtype, calib_mode, num_calib_examples if num_calib_examples else "all")
+    qnet.float_heads, qnet.head_errors = heads, errors
+    log.info("quantized %s (%s, calibration %s, %s examples; class heads kept float32: %s)",
+             getattr(net, "name", type(net).__name__), quantized_dtype, calib_mode,
+             num_calib_examples if num_calib_examples else "all", heads or "none")
     return qnet
+
+
+def _float_class_heads(net, quantize_heads, data, tolerance) -> tuple[list[int], list[float] | None]:
+    """The class heads ``quantize`` keeps float32, and (for 'auto' with images) every head's score error."""
+    every = list(range(len(net.class_predictors)))
+    if quantize_heads is True:
+        return [], None
+    if quantize_heads is False or data is None:
+        return every, None
+    # The heads' outputs from the traced graph (faster than an imperative run with forward hooks).
+    net.hybridize()
+    internals = net(mx.sym.var("data"))[0].get_internals()
+    probe = mx.gluon.SymbolBlock([internals[f"{head.predictor.prefix}fwd_output"] for head in net.class_predictors],
+                                 mx.sym.var("data"), params=net.collect_params())
+    outputs: list[list[np.ndarray]] = [[] for _ in every]
+    for x in data._batches():
+        for k, out in enumerate(probe(x)):
+            outputs[k].append(out.asnumpy())
+    heads, errors = float_heads([np.concatenate(o) for o in outputs], net.num_classes, "symmetric", tolerance)
+    log.info("int8 score error of each class head on the calibration images: %s (tolerance %g)",
+             ", ".join(f"{e:.4f}" for e in errors), tolerance)
+    return heads, errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +226,7 @@ class Int8Model:
 
 
 def calibrate(model, batches: Iterable, out_dir: str, name: str, backend: str = "mxnet", calib_mode: str = "naive",
-              quantized_dtype: str = "auto", quantize_heads: bool = False, nms=None) -> Int8Model:
+              quantized_dtype: str = "auto", quantize_heads: bool | str = "auto", nms=None) -> Int8Model:
     """Quantize ``model`` to int8 on every image of ``batches`` and write the int8 model into ``out_dir``.
 
     Parameters

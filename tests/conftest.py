@@ -86,6 +86,13 @@ def _start_small_training(base: pathlib.Path) -> None:
     _SMALL_TRAINING.update(proc=proc, log=log, data=data, prefix=prefix)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The tests of the small trained model run last (in their order), so that its background training has the
+    rest of the suite to finish beside (a first user early in the suite waited 27 s for it)."""
+    uses = ["small_trained_model" in getattr(item, "fixturenames", ()) for item in items]
+    items[:] = [item for item, use in zip(items, uses) if not use] + [item for item, use in zip(items, uses) if use]
+
+
 def pytest_collection_finish(session):
     """Start training the small model as soon as the selected tests are known to need it: it then runs beside
     the tests before its first user, which leave much of the two cores idle (subprocess start-ups, imports,

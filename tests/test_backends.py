@@ -27,11 +27,35 @@ def weights(gcv, photo_paths, tmp_path_factory):
     return params, pth
 
 
+def _main(args):
+    """(exit code, stdout, stderr) of ``[script.py | -m convert] ARGS...`` run in this process (the CLIs' main;
+    a subprocess would pay for the imports of mxnet and torch each time)."""
+    import contextlib
+    import io
+    import pathlib
+
+    import demo_ssd
+    import eval_ssd
+    from convert.cli import main as convert_main
+
+    args = [str(a) for a in args]
+    if args[:2] == ["-m", "convert"]:
+        main, argv = convert_main, args[2:]
+    else:
+        main, argv = {"eval_ssd.py": eval_ssd.main, "demo_ssd.py": demo_ssd.main}[pathlib.Path(args[0]).name], args[1:]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
 def _run(script, *args):
-    proc = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc.stdout
+    code, out, err = _main([script, *args])
+    assert code == 0, out[-2000:] + err[-2000:]
+    return out
 
 
 def test_eval_backend_torch_gives_the_same_map(weights, tmp_path):
@@ -93,11 +117,10 @@ def test_demo_backend_torch_bf16_close_to_fp32(weights, tmp_path):
 
 
 def _fails(args, *needles):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=str(ROOT), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-1000:]
+    code, out, err = _main(args)
+    assert code == 2, out[-1000:] + err[-1000:]
     for needle in needles:
-        assert needle in proc.stderr, proc.stderr[-1000:]
+        assert needle in err, err[-1000:]
 
 
 def test_device_and_dtype_flags_are_checked(weights, tmp_path):

@@ -40,11 +40,12 @@ def test_int8_zoo_and_quantize_match_gluoncv(gcv, monkeypatch, tmp_path, int8_na
     """Seeded random weights of a zoo model. (1) GluonCV's int8 graph (the JSON inside the installed gluoncv)
     with those weights: gluon_ssd's loader gives gluoncv's outputs. (2) gluon_ssd.quantize on gluon_ssd's model
     and MXNet's quantize_net on gluoncv's model (GluonCV's eval_ssd.py call), same naive calibration images:
-    the same detections. Measured difference 0 on both, for all four models (the same oneDNN int8 graph)."""
+    the same detections. Measured difference 0 on both, for all four models (the same oneDNN int8 graph), where
+    quantize_heads='auto' quantizes every class head."""
     name = INT8_MODELS[int8_name]
     size = int(name.split("_")[1])
     x = photo_batch(gcv, [PHOTO], size, size)
-    calib = photo_batch(gcv, CALIB, size, size)
+    calib = photo_batch(gcv, CALIB[:1], size, size)  # one calibration image: calibration is most of the time
     ref = randomize(build_reference(gcv, name), seed=7, probe=x)
     params = str(tmp_path / "fp32.params")
     ref.save_parameters(params)
@@ -57,11 +58,14 @@ def test_int8_zoo_and_quantize_match_gluoncv(gcv, monkeypatch, tmp_path, int8_na
     from mxnet.contrib.quantization import quantize_net
 
     ref.hybridize()
-    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(calib, mx.nd.zeros((len(CALIB), 1))), batch_size=2)
+    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(calib, mx.nd.zeros((len(calib), 1))), batch_size=2)
     gq = quantize_net(ref, quantized_dtype="auto", exclude_layers=[], exclude_layers_match=["flatten", "concat"],
-                      calib_data=loader, calib_mode="naive", num_calib_examples=len(CALIB), ctx=mx.cpu())
+                      calib_data=loader, calib_mode="naive", num_calib_examples=len(calib), ctx=mx.cpu())
     net = gluon_ssd.get_model(name, pretrained=params)
-    qnet = gluon_ssd.quantize(net, [calib], calib_mode="naive", quantize_heads=True)  # GluonCV's call
+    # The default quantize_heads='auto' makes every class head int8 here (random weights' logits move no score
+    # by more than 0.05; measured 0.005-0.03), i.e. GluonCV's graph.
+    qnet = gluon_ssd.quantize(net, [calib], calib_mode="naive")
+    assert qnet.float_heads == [], f"auto kept heads {qnet.float_heads} float32, score errors {qnet.head_errors}"
     fp32 = net(x)
     theirs, ours = gq(x), qnet(x)
     ids, scores, boxes = (o.asnumpy() for o in ours)
@@ -91,6 +95,26 @@ def test_quantized_model_exports_and_loads_back(gcv, tmp_path):
     np.testing.assert_array_equal(plain(x)[1].asnumpy(), back(x)[1].asnumpy())
     with pytest.raises(ValueError, match="exported for 20 classes"):
         gluon_ssd.load_exported(str(tmp_path / "q"), classes=["cat", "dog"])
+
+
+def test_int8_head_check_by_hand():
+    """One class (2 channels per anchor), two anchors on a 1x2 map. Logits (bg 0, fg 0.25) and (0, 12.7).
+    Symmetric int8: step 12.7/127 = 0.1, so 0.25 rounds (half to even) to 0.2: the fg score moves from
+    sigmoid(0.25) = 0.562177 to sigmoid(0.2) = 0.549834, by 0.012343; 12.7 is a level. Asymmetric uint8 over
+    [0, 12.7]: step 12.7/255 = 0.0498, 0.25 -> 5 steps = 0.249020: the score moves by 0.000245."""
+    from gluon_ssd.int8_heads import float_heads, head_score_error
+
+    logits = np.array([[[[0.0, 0.0]], [[0.25, 12.7]]]], np.float32)  # (B, A*(C+1), H, W) = (1, 2, 1, 2)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    assert head_score_error(logits, 1) == pytest.approx(sig(0.25) - sig(0.2), abs=1e-6)
+    assert head_score_error(logits, 1) == pytest.approx(0.012343, abs=1e-6)
+    step = np.float32(12.7) / 255
+    assert head_score_error(logits, 1, "asymmetric") == pytest.approx(sig(0.25) - sig(5 * step), abs=1e-6)
+    wide = np.array([[[[0.0, 0.0]], [[0.25, 127.0]]]], np.float32)  # step 1: 0.25 -> 0, score 0.5622 -> 0.5
+    kept, errors = float_heads([logits, wide], 1, tolerance=0.05)
+    assert kept == [1] and errors[1] == pytest.approx(sig(0.25) - 0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="anchors\\*\\(classes\\+1\\)"):
+        head_score_error(np.zeros((1, 5, 2, 2)), 1)
 
 
 def test_quantize_refuses_bad_input():
@@ -128,6 +152,7 @@ def test_missing_int8_json_says_where_to_find_it(tmp_path, monkeypatch):
     (["--calibration", "--backend", "torch"], "--backend torch --dtype int8"),
     (["--dtype", "int8"], "--backend torch"),
     (["--backend", "torch", "--dtype", "int8", "--device", "cuda"], "CPU only"),
+    (["--calibration", "--quantize-heads", "some"], "invalid choice: 'some'"),
 ])
 def test_eval_cli_refuses_bad_int8_requests(tmp_path, capsys, args, message):
     rc = _cli("--benchmark", "--out-dir", tmp_path, "--no-progress", *args)
@@ -167,6 +192,14 @@ def test_int8_and_bf16_keep_the_trained_models_map(small_trained_model, tmp_path
     for what, value in maps.items():
         assert abs(value - fp32) <= 0.02, f"{what} mAP {value:.4f} vs float32 {fp32:.4f}"
     assert deploy_map == pytest.approx(int8["map"], abs=1e-9)  # the same graph and weights, read back
+    # quantize_heads='auto' kept float32 exactly the two heads whose int8 logits move scores (measured score
+    # errors 0.38 and 0.11 on the widest logit ranges; the other four 0.0003-0.0008), in both frameworks.
+    assert json.loads(open(f"{prefix}-meta.json").read())["float_heads"] == [0, 1]
+    import onnx
+
+    onnx_file = tmp_path / "twin8" / "model" / f"{trained.network}-int8-naive.onnx"
+    meta = json.loads(next(p.value for p in onnx.load(str(onnx_file)).metadata_props if p.key == "gluon_ssd"))
+    assert meta["float_heads"] == [0, 1], meta["head_errors"]
 
 
 def test_int8_export_of_another_model_is_refused(small_trained_model, tmp_path, capsys):
