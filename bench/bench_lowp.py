@@ -1,6 +1,6 @@
 """CPU low precision: images/s of whole detections (network + decode + NMS), same run, same inputs.
 
-    python bench/bench_lowp.py [--models ...] [--batches 1 8] [--repeat 3]
+    python bench/bench_lowp.py [--models ...] [--batches 1 8] [--repeat 5]
 
 Rows per model and batch size:
   gluon_ssd fp32        gluon_ssd's SSD, hybridized static (the reference of the speed-up column)
@@ -41,14 +41,18 @@ MODELS = ["ssd_300_vgg16_atrous_voc", "ssd_512_vgg16_atrous_voc", "ssd_512_resne
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 
 
-def _time(fn, x, repeat):
-    fn(x)  # build, warm up
-    times = []
+def _speeds(variants, x, repeat):
+    """Images/s of each variant: the median of ``repeat`` calls after a warm-up, the variants' calls interleaved
+    (round after round), so that a slow spell of this shared VM hits every variant alike."""
+    for _, fn in variants:
+        fn(x)  # build, warm up
+    times = {label: [] for label, _ in variants}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return len(x) / float(np.median(times))
+        for label, fn in variants:
+            start = time.perf_counter()
+            fn(x)
+            times[label].append(time.perf_counter() - start)
+    return {label: len(x) / float(np.median(t)) for label, t in times.items()}
 
 
 def _block(net):
@@ -62,7 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     from mxnet.contrib.quantization import quantize_net
 
@@ -110,7 +114,7 @@ def main():
                         ("twin fp32", twin32), ("twin bf16", twin16), ("twin int8", twin8)]
             for batch in args.batches:
                 x = np.concatenate([calib.asnumpy()] * (batch // len(photos) + 1))[:batch]
-                speeds = {label: _time(fn, x, args.repeat) for label, fn in variants}
+                speeds = _speeds(variants, x, args.repeat)
                 base = speeds["gluon_ssd fp32"]
                 for label, value in speeds.items():
                     print(f"{name:26s} {batch:5d} {label:22s} {value:8.2f} {value / base:7.2f}", flush=True)

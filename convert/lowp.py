@@ -111,7 +111,9 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from gluon_ssd.cpu import has_int8_dot_product
+    from gluon_ssd.int8_heads import choose_float_heads
 
+    choose_float_heads(quantize_heads, 0, None, 0, "asymmetric")  # checks the choice before any work
     if calib_mode not in CALIB_METHODS:
         raise ValueError(f"calib_mode {calib_mode!r}: the twin's int8 calibration is one of "
                          f"{', '.join(CALIB_METHODS)}")
@@ -164,28 +166,23 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
 
 def _float_class_heads(model: SSD, images: list, quantize_heads, tolerance) -> tuple[list[int], list | None]:
     """The class heads kept float32, and (for 'auto') every head's int8 score error on the images."""
-    from gluon_ssd.int8_heads import HEAD_TOLERANCE, float_heads
+    from gluon_ssd.int8_heads import choose_float_heads
 
-    every = list(range(len(model.class_predictors)))
-    if quantize_heads not in (True, False, "auto"):
-        raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
-    if quantize_heads != "auto":
-        return ([] if quantize_heads else every), None
-    outputs: list[list[np.ndarray]] = [[] for _ in every]
-    hooks = [head.register_forward_hook(lambda _m, _i, out, k=k: outputs[k].append(out.float().numpy()))
-             for k, head in enumerate(model.class_predictors)]
-    try:
-        with torch.inference_mode():
-            for image in images:
-                model.raw(torch.from_numpy(image))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    kept, errors = float_heads([np.concatenate(o) for o in outputs], model.num_classes, "asymmetric",
-                               HEAD_TOLERANCE if tolerance is None else tolerance)
-    log.info("int8 score error of each class head on the calibration images: %s; kept float32: %s",
-             ", ".join(f"{e:.4f}" for e in errors), kept or "none")
-    return kept, errors
+    def outputs():
+        per_head: list[list[np.ndarray]] = [[] for _ in model.class_predictors]
+        hooks = [head.register_forward_hook(lambda _m, _i, out, k=k: per_head[k].append(out.float().numpy()))
+                 for k, head in enumerate(model.class_predictors)]
+        try:
+            with torch.inference_mode():
+                for image in images:
+                    model.raw(torch.from_numpy(image))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return [np.concatenate(o) for o in per_head]
+
+    return choose_float_heads(quantize_heads, len(model.class_predictors), outputs, model.num_classes,
+                              "asymmetric", tolerance)
 
 
 def _threads() -> int:

@@ -13,11 +13,14 @@ magnitude, as MXNet's naive calibration requantizes) and the twin's (:mod:`conve
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["HEAD_TOLERANCE", "SCHEMES", "float_heads", "head_score_error"]
+log = logging.getLogger(__name__)
+
+__all__ = ["HEAD_TOLERANCE", "SCHEMES", "choose_float_heads", "float_heads", "head_score_error"]
 
 # Largest change of a foreground score (a softmax probability) that int8 rounding may make on a calibration
 # image for the head to be quantized. Measured per head (tests/test_quantization.py): trained model 0.38 and
@@ -65,3 +68,24 @@ def float_heads(outputs: Sequence[np.ndarray], num_classes: int, scheme: str = "
     ``outputs[k]``: head k's outputs over the calibration images, (B, A*(C+1), H, W)."""
     errors = [head_score_error(out, num_classes, scheme) for out in outputs]
     return [k for k, err in enumerate(errors) if err > tolerance], errors
+
+
+def choose_float_heads(quantize_heads, num_heads: int, head_outputs: Callable[[], Sequence[np.ndarray]] | None,
+                       num_classes: int, scheme: str, tolerance: float | None = None) -> tuple[list[int], list | None]:
+    """The class heads to keep float32 for a ``quantize_heads`` choice, and (for 'auto') every head's error.
+
+    quantize_heads : True (every head int8), False (none) or 'auto' (by :func:`float_heads` on
+        ``head_outputs()``, the heads' outputs over the calibration images; None: no images, every head float).
+    """
+    if isinstance(quantize_heads, str) or quantize_heads not in (True, False):
+        if quantize_heads != "auto":
+            raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
+    elif quantize_heads:
+        return [], None
+    if quantize_heads is False or head_outputs is None:
+        return list(range(num_heads)), None
+    tolerance = HEAD_TOLERANCE if tolerance is None else float(tolerance)
+    kept, errors = float_heads(head_outputs(), num_classes, scheme, tolerance)
+    log.info("int8 score error of each class head on the calibration images: %s (tolerance %g); kept float32: %s",
+             ", ".join(f"{e:.4f}" for e in errors), tolerance, kept or "none")
+    return kept, errors

@@ -22,7 +22,7 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
-from .int8_heads import HEAD_TOLERANCE, float_heads
+from .int8_heads import HEAD_TOLERANCE, choose_float_heads
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
         raise ValueError(f"quantized_dtype {quantized_dtype!r}: expected one of {', '.join(QUANTIZED_DTYPES)}")
     if num_calib_examples is not None and int(num_calib_examples) < 1:
         raise ValueError(f"num_calib_examples must be at least 1, got {num_calib_examples}")
-    if quantize_heads not in (True, False, "auto"):
-        raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
+    choose_float_heads(quantize_heads, 0, None, 0, "symmetric")  # checks the choice before any work
     classes = tuple(getattr(net, "classes", ()))
     data = None
     data_shapes = None
@@ -189,24 +188,21 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
 
 def _float_class_heads(net, quantize_heads, data, tolerance) -> tuple[list[int], list[float] | None]:
     """The class heads ``quantize`` keeps float32, and (for 'auto' with images) every head's score error."""
-    every = list(range(len(net.class_predictors)))
-    if quantize_heads is True:
-        return [], None
-    if quantize_heads is False or data is None:
-        return every, None
-    # The heads' outputs from the traced graph (faster than an imperative run with forward hooks).
-    net.hybridize()
-    internals = net(mx.sym.var("data"))[0].get_internals()
-    probe = mx.gluon.SymbolBlock([internals[f"{head.predictor.prefix}fwd_output"] for head in net.class_predictors],
-                                 mx.sym.var("data"), params=net.collect_params())
-    outputs: list[list[np.ndarray]] = [[] for _ in every]
-    for x in data._batches():
-        for k, out in enumerate(probe(x)):
-            outputs[k].append(out.asnumpy())
-    heads, errors = float_heads([np.concatenate(o) for o in outputs], net.num_classes, "symmetric", tolerance)
-    log.info("int8 score error of each class head on the calibration images: %s (tolerance %g)",
-             ", ".join(f"{e:.4f}" for e in errors), tolerance)
-    return heads, errors
+    def outputs():
+        # The heads' outputs from the traced graph (faster than an imperative run with forward hooks).
+        net.hybridize()
+        internals = net(mx.sym.var("data"))[0].get_internals()
+        probe = mx.gluon.SymbolBlock([internals[f"{head.predictor.prefix}fwd_output"]
+                                      for head in net.class_predictors], mx.sym.var("data"),
+                                     params=net.collect_params())
+        per_head: list[list[np.ndarray]] = [[] for _ in net.class_predictors]
+        for x in data._batches():
+            for k, out in enumerate(probe(x)):
+                per_head[k].append(out.asnumpy())
+        return [np.concatenate(o) for o in per_head]
+
+    return choose_float_heads(quantize_heads, len(net.class_predictors), None if data is None else outputs,
+                              net.num_classes, "symmetric", tolerance)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,6 +130,8 @@ def test_quantize_refuses_bad_input():
         gluon_ssd.quantize(net, [batch - 1], quantized_dtype="uint8")
     with pytest.raises(ValueError, match="needs calib_data"):
         gluon_ssd.quantize(net, None)
+    with pytest.raises(ValueError, match="quantize_heads 'some': expected True, False or 'auto'"):
+        gluon_ssd.quantize(net, [batch], quantize_heads="some")
     with pytest.raises(ValueError, match="no int8 version of 'ssd_512_resnet18_v1_voc_int8'"):
         gluon_ssd.get_model("ssd_512_resnet18_v1_voc_int8")
 
