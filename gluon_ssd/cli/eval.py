@@ -24,7 +24,8 @@ int8 model ``{name}_int8``; ``--deploy --model-prefix P`` evaluates any exported
 ``--backend torch --dtype int8`` calibrates the PyTorch twin on the same images (ONNX Runtime int8).
 
 Differences from GluonCV: the last partial batch is evaluated (GluonCV's loader drops it); --calibration
-evaluates the quantized model after writing it (GluonCV stops there).
+evaluates the quantized model after writing it (GluonCV stops there); class heads whose int8 logits would move
+the scores stay float32 (--quantize-heads auto; GluonCV's graph: --quantize-heads all).
 
 Exit status: 0 on success, 2 for bad input (flags, dataset, model, results file), 130 when interrupted.
 """
