@@ -115,6 +115,14 @@ def test_int8_head_check_by_hand():
     assert kept == [1] and errors[1] == pytest.approx(sig(0.25) - 0.5, abs=1e-6)
     with pytest.raises(ValueError, match="anchors\\*\\(classes\\+1\\)"):
         head_score_error(np.zeros((1, 5, 2, 2)), 1)
+    from gluon_ssd.int8_heads import choose_float_heads
+
+    assert choose_float_heads(True, 2, None, 1, "symmetric") == ([], None)
+    assert choose_float_heads(0, 2, None, 1, "symmetric") == ([0, 1], None)
+    assert choose_float_heads("auto", 2, None, 1, "symmetric") == ([0, 1], None)  # no images: all float32
+    assert choose_float_heads("auto", 2, lambda: [logits, wide], 1, "symmetric")[0] == [1]
+    with pytest.raises(ValueError, match="expected True, False or 'auto'"):
+        choose_float_heads("yes", 2, None, 1, "symmetric")
 
 
 def test_quantize_refuses_bad_input():
