@@ -101,7 +101,7 @@ def test_int8_head_check_by_hand():
     """One class (2 channels per anchor), two anchors on a 1x2 map. Logits (bg 0, fg 0.25) and (0, 12.7).
     Symmetric int8: step 12.7/127 = 0.1, so 0.25 rounds (half to even) to 0.2: the fg score moves from
     sigmoid(0.25) = 0.562177 to sigmoid(0.2) = 0.549834, by 0.012343; 12.7 is a level. Asymmetric uint8 over
-    [0, 12.7]: step 12.7/255 = 0.0498, 0.25 -> 5 steps = 0.249020: the score moves by 0.000245."""
+    [0, 12.7]: step 12.7/255 = 0.0498, 0.25 -> 5 steps = 0.249020: the score moves by 0.000241."""
     from gluon_ssd.int8_heads import float_heads, head_score_error
 
     logits = np.array([[[[0.0, 0.0]], [[0.25, 12.7]]]], np.float32)  # (B, A*(C+1), H, W) = (1, 2, 1, 2)
