@@ -46,6 +46,10 @@ def photos(photo_paths):
     return photo_paths
 
 
+# The most expensive backbones run one photo on their VOC row too (batches of two are tested on the others).
+ONE_PHOTO = {"ssd_512_vgg16_atrous_voc", "ssd_512_resnet101_v2_voc", "ssd_512_resnet152_v2_voc"}
+
+
 def _is_full_row(name):
     """The VOC row of an architecture (or a row without one) runs every check on both photos. Its COCO and custom
     rows differ from it only in the class heads and anchor sizes: they run the outputs checks on the first photo
@@ -59,7 +63,7 @@ def _is_full_row(name):
 def test_parity_with_gluoncv(gcv, photos, tmp_path, name):
     size = int(name.split("_")[1])
     full = _is_full_row(name)
-    photos = photos if full else photos[:1]
+    photos = photos if full and name not in ONE_PHOTO else photos[:1]
     x = photo_batch(gcv, photos, size, size)
     ref = randomize(build_reference(gcv, name), seed=7, probe=x)
     structural, legacy = tmp_path / "structural.params", tmp_path / "legacy.params"
