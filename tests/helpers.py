@@ -1,6 +1,8 @@
 """Shared test helpers: gluoncv reference models with seeded random weights, preprocessed photos."""
 from __future__ import annotations
 
+import contextlib
+
 import mxnet as mx
 import numpy as np
 
@@ -101,6 +103,27 @@ def assert_same_steps(after: dict, reference: dict, before: dict, per_tensor: fl
         step2 += float(((b - w0) ** 2).sum())
     assert step2 > 0, "the steps did not move the weights: the comparison would prove nothing"
     assert diff2 ** 0.5 <= overall * step2 ** 0.5, (diff2 ** 0.5, step2 ** 0.5)
+
+
+@contextlib.contextmanager
+def running_beside(command, log_path, timeout=600):
+    """Run ``command`` (a train_ssd.py run) in the background while the with-block runs; on leaving it, wait
+    for the run and assert that it succeeded (its output, written to ``log_path``, is the message). Training
+    runs are seeded and epoch-bound: sharing the CPU changes their durations, not their weights."""
+    import os
+    import subprocess
+
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            yield proc
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, open(log_path).read()[-3000:]
 
 
 def sigkill_in_epoch(command, metrics, epoch=1, timeout=300):

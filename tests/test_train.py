@@ -16,7 +16,7 @@ from gluon_ssd.train.fit import Trainer, TrainingError
 from gluon_ssd.train.run import resolve_model_name
 from gluon_ssd.train.schedule import learning_rate
 from tests.conftest import ROOT, vgg_train_config
-from tests.helpers import assert_same_steps, sigkill_in_epoch
+from tests.helpers import assert_same_steps, running_beside, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
 
@@ -181,13 +181,15 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_dataset, tmp_pat
               "--lr", "0.01", "--val-interval", "0", "--seed", "11"]
     full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
     name = "ssd_300_mobilenet0.25_custom"
-    assert _run(_common(tiny_dataset, full, *common)).returncode == 0
-    # killed in the middle of epoch 1 (the second epoch)
-    sigkill_in_epoch([sys.executable, TRAIN, *_common(tiny_dataset, killed, *common)], killed + name + "_metrics.jsonl")
-    ckpt_path = killed + name + "_last.ckpt"
-    assert ckpt.load_checkpoint(ckpt_path).meta["epoch"] == 1
-    resumed = _run(_common(tiny_dataset, killed, *common, "--resume", ckpt_path))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The uninterrupted run goes beside the killed one (killed in the middle of epoch 1, the second) and its
+    # resumption.
+    with running_beside([sys.executable, TRAIN, *_common(tiny_dataset, full, *common)], tmp_path / "full.txt"):
+        sigkill_in_epoch([sys.executable, TRAIN, *_common(tiny_dataset, killed, *common)],
+                         killed + name + "_metrics.jsonl")
+        ckpt_path = killed + name + "_last.ckpt"
+        assert ckpt.load_checkpoint(ckpt_path).meta["epoch"] == 1
+        resumed = _run(_common(tiny_dataset, killed, *common, "--resume", ckpt_path))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = ckpt.load_checkpoint(full + name + "_last.ckpt")
     b = ckpt.load_checkpoint(ckpt_path)
     assert a.meta["epoch"] == b.meta["epoch"] == 3

@@ -24,7 +24,7 @@ from convert.model import get_torch_model
 from convert.training import load_checkpoint
 from gluon_ssd.train.fit import SeededAugmentation
 from tests.conftest import ROOT, train_in_process, vgg_train_config
-from tests.helpers import assert_same_steps, sigkill_in_epoch
+from tests.helpers import assert_same_steps, running_beside, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
 
@@ -238,23 +238,13 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
               "--dataset", "custom", "--dataset-root", tiny_dataset, "--gpus", "", "--pretrained-base", "False",
               "-j", "0", "--no-progress", "--log-interval", "1"]
     full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
-    # The uninterrupted run goes beside the killed one and its resumption (seeded, epoch-bound: sharing the
-    # CPU changes durations, not weights).
-    full_output = open(tmp_path / "full_output.txt", "w+")
-    full_run = subprocess.Popen([sys.executable, TRAIN, *common, "--save-prefix", full], stdout=full_output,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
+    # The uninterrupted run goes beside the killed one and its resumption.
+    with running_beside([sys.executable, TRAIN, *common, "--save-prefix", full], tmp_path / "full_output.txt"):
         sigkill_in_epoch([sys.executable, TRAIN, *common, "--save-prefix", killed], killed + name + "_metrics.jsonl")
         ckpt_path = killed + name + "_last.ckpt"
         assert load_checkpoint(ckpt_path)[1]["epoch"] == 1
         resumed = _cli_run(common + ["--save-prefix", killed, "--resume", ckpt_path])
         assert resumed.returncode == 0, resumed.stderr[-3000:]
-        full_run.wait(timeout=600)
-    finally:
-        if full_run.poll() is None:
-            full_run.kill()
-        full_output.close()
-    assert full_run.returncode == 0, (tmp_path / "full_output.txt").read_text()[-3000:]
     files = set(os.listdir(full))
     assert {name + "_best.params", name + "_best.pth", name + "_train.log", name + "_best_map.log",
             name + "_last.ckpt", name + "_curves.png", name + "_metrics.jsonl"} <= files, files
