@@ -108,7 +108,8 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
     quantize_heads : which class prediction convolutions are int8 (the box heads always are). True: all, as
         GluonCV's eval_ssd.py does (exactly its graph); False: none; 'auto' (default): each head whose int8
         output changes no foreground score on the calibration images by more than ``head_tolerance``
-        (:mod:`gluon_ssd.int8_heads`; with calib_mode='none', none). MXNet 1.9's int8 convolutions
+        (:mod:`gluon_ssd.int8_heads`; judged on the images' min/max range as naive calibration sets it, which
+        entropy thresholds narrow; with calib_mode='none', none). MXNet 1.9's int8 convolutions
         requantize their outputs to int8, i.e. the class logits: on the suite's trained ResNet-18 SSD (VOC07
         mAP 0.849 in float32, naive calibration on 16 images) every class head int8 gives 0.780, no class
         head int8 0.845; 'auto' keeps its two widest-range heads float32.
