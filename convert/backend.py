@@ -93,7 +93,6 @@ def register() -> None:
     ``gluon_ssd.backends`` group; importing :mod:`convert` does it too)."""
     from gluon_ssd.predict import register_backend
 
-    from .training import register as register_training
-
-    register_backend("torch", load_torch_detector, quantize_torch_detector)
-    register_training()
+    # The trainer is named, not imported: it needs MXNet (the shared data pipeline), the twin's inference
+    # does not (`import convert` works with torch and numpy only).
+    register_backend("torch", load_torch_detector, quantize_torch_detector, trainer="convert.training:TorchTrainer")

@@ -270,10 +270,3 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise TrainingError(f"{path} is not a readable --backend torch checkpoint ({err}); use the *_last.ckpt "
                             f"file a run wrote") from None
     return state, meta
-
-
-def register() -> None:
-    """Make 'torch' a training backend (called by :func:`convert.backend.register`)."""
-    from gluon_ssd.train.run import register_trainer
-
-    register_trainer("torch", TorchTrainer)

@@ -210,16 +210,25 @@ BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
 # name -> fn(detector, calib_batches, out_path, calib_mode=, num_calib_examples=, quantize_heads=, nms=)
 # -> its int8 detector, written to out_path (see convert.backend.quantize_torch_detector)
 QUANTIZERS: dict[str, Callable[..., Any]] = {}
+# name -> 'module:Class' of the backend's training job (train_ssd.py --backend NAME; gluon_ssd.train.run imports
+# it only then, so that registering a backend stays free of the training stack: the twin's trainer needs MXNet
+# for the shared data pipeline, its inference does not).
+TRAINER_PATHS: dict[str, str] = {}
 ENTRY_POINT_GROUP = "gluon_ssd.backends"
 _discovered = False
 
 
-def register_backend(name: str, loader: Callable[..., Any], quantizer: Callable[..., Any] | None = None) -> None:
+def register_backend(name: str, loader: Callable[..., Any], quantizer: Callable[..., Any] | None = None,
+                     trainer: str | None = None) -> None:
     """Make ``name`` a backend of :func:`load_detector` (and of the CLIs' ``--backend``); ``quantizer``, if
-    given, calibrates one of its detectors to int8 (``eval_ssd.py --backend NAME --dtype int8``)."""
+    given, calibrates one of its detectors to int8 (``eval_ssd.py --backend NAME --dtype int8``); ``trainer``,
+    if given, is the 'module:Class' of its training job (``train_ssd.py --backend NAME``, see
+    :func:`gluon_ssd.train.run.trainer_class`), imported only when training."""
     BACKENDS[name] = loader
     if quantizer is not None:
         QUANTIZERS[name] = quantizer
+    if trainer is not None:
+        TRAINER_PATHS[name] = trainer
 
 
 def available_backends() -> dict[str, Callable[..., Any]]:

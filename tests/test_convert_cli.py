@@ -161,3 +161,37 @@ def test_training_checkpoint(gluon_file, photo_paths, tmp_path, capsys):
     assert status == 0, err
     for key, value in load_torch_model(tmp_path / "s.pth").state_dict().items():
         assert torch.equal(reference[key], value), key
+
+
+def test_twin_needs_no_mxnet(tmp_path):
+    """A host with torch and numpy only (the lent GPU machines have no MXNet): `import convert` registers the
+    torch backend without importing MXNet (its trainer is only named), and a .pth written here loads, runs and
+    detects as it does beside MXNet."""
+    from convert import get_torch_model, save_torch_model
+
+    model = get_torch_model("ssd_300_mobilenet0.25_voc").eval()
+    path = save_torch_model(model, tmp_path / "twin.pth")
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, 300, 300)).astype(np.float32))
+    np.save(tmp_path / "x.npy", x.numpy())
+    with torch.no_grad():
+        np.save(tmp_path / "scores.npy", model(x)[1].numpy())
+    code = f"""
+import sys
+class NoMXNet:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mxnet" or name.startswith("mxnet."):
+            raise ImportError("no mxnet on this host")
+sys.meta_path.insert(0, NoMXNet())
+import numpy as np, torch
+import convert
+from gluon_ssd.predict import BACKENDS, TRAINER_PATHS
+assert "torch" in BACKENDS and TRAINER_PATHS["torch"] == "convert.training:TorchTrainer"
+twin = convert.load_torch_model({str(path)!r})
+with torch.no_grad():
+    scores = twin(torch.from_numpy(np.load({str(tmp_path / "x.npy")!r})))[1].numpy()
+np.testing.assert_array_equal(scores, np.load({str(tmp_path / "scores.npy")!r}))
+assert "mxnet" not in sys.modules
+print("no mxnet needed")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "no mxnet needed" in result.stdout, result.stderr[-3000:]

@@ -17,9 +17,10 @@ from .fit import TrainConfig, Trainer, TrainingError, _contexts
 log = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "custom", "synthetic")
-# Training backends by name: the class running a job (Trainer's interface). Others register themselves with
-# register_trainer: the PyTorch twin (convert/) adds 'torch' through the same entry points as its inference
-# backend (gluon_ssd.predict.ENTRY_POINT_GROUP). The library never imports them itself.
+# Training backends by name: the class running a job (Trainer's interface). Others register with
+# register_trainer, or name their class when they register their inference backend
+# (gluon_ssd.predict.register_backend(trainer='module:Class'); the PyTorch twin does, from the entry points of
+# gluon_ssd.predict.ENTRY_POINT_GROUP). The library never imports them itself.
 TRAINERS: dict = {"mxnet": Trainer}
 
 
@@ -30,12 +31,20 @@ def register_trainer(name: str, trainer_class) -> None:
 
 
 def trainer_class(backend: str):
-    if backend not in TRAINERS:
-        from ..predict import available_backends
+    """The training job class of ``backend``: registered here, or named by its inference backend's registration
+    (imported now)."""
+    from ..predict import TRAINER_PATHS, available_backends
 
+    if backend not in TRAINERS and backend not in TRAINER_PATHS:
         available_backends()  # loads the registering entry points of installed packages
+    if backend not in TRAINERS and backend in TRAINER_PATHS:
+        import importlib
+
+        module, _, attr = TRAINER_PATHS[backend].partition(":")
+        TRAINERS[backend] = getattr(importlib.import_module(module), attr)
     if backend not in TRAINERS:
-        raise TrainingError(f"--backend {backend!r}: available training backends are {', '.join(sorted(TRAINERS))}"
+        raise TrainingError(f"--backend {backend!r}: available training backends are "
+                            f"{', '.join(sorted({*TRAINERS, *TRAINER_PATHS}))}"
                             + ("" if backend != "torch" else " (the torch backend needs torch and the convert "
                                "package of this project installed)"))
     return TRAINERS[backend]
