@@ -221,3 +221,16 @@ def test_nan_loss_stops_with_epoch_and_iteration(tiny_dataset, tmp_path, backend
     assert result.returncode == 2, result.stderr[-2000:]
     assert "the loss became" in result.stderr and "at epoch" in result.stderr and "iteration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_named_trainer_that_cannot_load_is_a_clear_error(monkeypatch):
+    """A backend names its trainer ('module:Class'; the twin: convert.training:TorchTrainer); a name that does not
+    import is a TrainingError naming it, not a traceback."""
+    from gluon_ssd import predict
+    from gluon_ssd.train import run
+    from gluon_ssd.train.fit import TrainingError
+
+    monkeypatch.setitem(predict.TRAINER_PATHS, "elsewhere", "no_such_package.training:Trainer")
+    with pytest.raises(TrainingError, match="its trainer no_such_package.training:Trainer cannot be loaded"):
+        run.trainer_class("elsewhere")
+    assert run.trainer_class("torch").__name__ == "TorchTrainer"  # the twin's, imported on first use

@@ -41,7 +41,11 @@ def trainer_class(backend: str):
         import importlib
 
         module, _, attr = TRAINER_PATHS[backend].partition(":")
-        TRAINERS[backend] = getattr(importlib.import_module(module), attr)
+        try:
+            TRAINERS[backend] = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise TrainingError(f"--backend {backend!r}: its trainer {TRAINER_PATHS[backend]} cannot be loaded "
+                                f"({err}); is its package installed completely?") from None
     if backend not in TRAINERS:
         raise TrainingError(f"--backend {backend!r}: available training backends are "
                             f"{', '.join(sorted({*TRAINERS, *TRAINER_PATHS}))}"
