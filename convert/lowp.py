@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gluon_ssd.int8_heads import check_quantize_heads, choose_float_heads
+
 from .model import SSD, get_torch_model
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ CALIB_METHODS = ("naive", "entropy")
 # heads; 0.826 with int8 heads).
 _INT8_OPS = ("Conv", "Add", "MaxPool", "Relu")
 _META_KEY = "gluon_ssd"
+_PROBE_BATCH = 8  # calibration images per float32 pass of the class-head check
 
 
 class _Network(nn.Module):
@@ -111,9 +114,7 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from gluon_ssd.cpu import has_int8_dot_product
-    from gluon_ssd.int8_heads import choose_float_heads
-
-    choose_float_heads(quantize_heads, 0, None, 0, "asymmetric")  # checks the choice before any work
+    check_quantize_heads(quantize_heads)
     if calib_mode not in CALIB_METHODS:
         raise ValueError(f"calib_mode {calib_mode!r}: the twin's int8 calibration is one of "
                          f"{', '.join(CALIB_METHODS)}")
@@ -166,16 +167,14 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
 
 def _float_class_heads(model: SSD, images: list, quantize_heads, tolerance) -> tuple[list[int], list | None]:
     """The class heads kept float32, and (for 'auto') every head's int8 score error on the images."""
-    from gluon_ssd.int8_heads import choose_float_heads
-
     def outputs():
         per_head: list[list[np.ndarray]] = [[] for _ in model.class_predictors]
         hooks = [head.register_forward_hook(lambda _m, _i, out, k=k: per_head[k].append(out.float().numpy()))
                  for k, head in enumerate(model.class_predictors)]
         try:
             with torch.inference_mode():
-                for image in images:
-                    model.raw(torch.from_numpy(image))
+                for start in range(0, len(images), _PROBE_BATCH):
+                    model.raw(torch.from_numpy(np.concatenate(images[start:start + _PROBE_BATCH])))
         finally:
             for hook in hooks:
                 hook.remove()

@@ -21,7 +21,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HEAD_TOLERANCE", "SCHEMES", "choose_float_heads", "float_heads", "head_score_error"]
+__all__ = ["HEAD_TOLERANCE", "SCHEMES", "check_quantize_heads", "choose_float_heads", "float_heads",
+           "head_score_error"]
 
 # Largest change of a foreground score (a softmax probability) that int8 rounding may make on a calibration
 # image for the head to be quantized. Measured per head (tests/test_quantization.py): trained model 0.38 and
@@ -71,6 +72,15 @@ def float_heads(outputs: Sequence[np.ndarray], num_classes: int, scheme: str = "
     return [k for k, err in enumerate(errors) if err > tolerance], errors
 
 
+def check_quantize_heads(quantize_heads):
+    """``quantize_heads`` if it is True, False or 'auto'; else a ValueError."""
+    if isinstance(quantize_heads, str) and quantize_heads == "auto":
+        return quantize_heads
+    if not isinstance(quantize_heads, str) and quantize_heads in (True, False):
+        return quantize_heads
+    raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
+
+
 def choose_float_heads(quantize_heads, num_heads: int, head_outputs: Callable[[], Sequence[np.ndarray]] | None,
                        num_classes: int, scheme: str, tolerance: float | None = None) -> tuple[list[int], list | None]:
     """The class heads to keep float32 for a ``quantize_heads`` choice, and (for 'auto') every head's error.
@@ -78,10 +88,8 @@ def choose_float_heads(quantize_heads, num_heads: int, head_outputs: Callable[[]
     quantize_heads : True (every head int8), False (none) or 'auto' (by :func:`float_heads` on
         ``head_outputs()``, the heads' outputs over the calibration images; None: no images, every head float).
     """
-    if not isinstance(quantize_heads, str) and quantize_heads in (True, False):
+    if check_quantize_heads(quantize_heads) != "auto":
         return ([] if quantize_heads else list(range(num_heads))), None
-    if quantize_heads != "auto":
-        raise ValueError(f"quantize_heads {quantize_heads!r}: expected True, False or 'auto'")
     if head_outputs is None:
         return list(range(num_heads)), None
     tolerance = HEAD_TOLERANCE if tolerance is None else float(tolerance)

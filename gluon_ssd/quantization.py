@@ -22,7 +22,7 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
-from .int8_heads import HEAD_TOLERANCE, choose_float_heads
+from .int8_heads import HEAD_TOLERANCE, check_quantize_heads, choose_float_heads
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def quantize(net, calib_data=None, calib_mode: str = "naive", num_calib_examples
         raise ValueError(f"quantized_dtype {quantized_dtype!r}: expected one of {', '.join(QUANTIZED_DTYPES)}")
     if num_calib_examples is not None and int(num_calib_examples) < 1:
         raise ValueError(f"num_calib_examples must be at least 1, got {num_calib_examples}")
-    choose_float_heads(quantize_heads, 0, None, 0, "symmetric")  # checks the choice before any work
+    check_quantize_heads(quantize_heads)
     classes = tuple(getattr(net, "classes", ()))
     data = None
     data_shapes = None

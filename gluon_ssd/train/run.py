@@ -17,17 +17,12 @@ from .fit import TrainConfig, Trainer, TrainingError, _contexts
 log = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "custom", "synthetic")
-# Training backends by name: the class running a job (Trainer's interface). Others register with
-# register_trainer, or name their class when they register their inference backend
-# (gluon_ssd.predict.register_backend(trainer='module:Class'); the PyTorch twin does, from the entry points of
-# gluon_ssd.predict.ENTRY_POINT_GROUP). The library never imports them itself.
+# Training backends by name: the class running a job (Trainer's interface: ``cls(cfg, net, train_data, val_data,
+# classes, eval_fn).fit()``, ``net`` the initialized gluon SSD on the CPU). Other backends name their class when
+# they register their inference backend (gluon_ssd.predict.register_backend(trainer='module:Class'); the PyTorch
+# twin does, from the entry points of gluon_ssd.predict.ENTRY_POINT_GROUP); it is imported on first use and kept
+# here. The library never imports them itself.
 TRAINERS: dict = {"mxnet": Trainer}
-
-
-def register_trainer(name: str, trainer_class) -> None:
-    """Make ``name`` a value of ``train_ssd.py --backend``: ``trainer_class(cfg, net, train_data, val_data,
-    classes, eval_fn).fit()`` runs the job, ``net`` being the initialized gluon SSD on the CPU."""
-    TRAINERS[name] = trainer_class
 
 
 def trainer_class(backend: str):
