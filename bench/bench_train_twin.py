@@ -1,13 +1,14 @@
 """Training with --backend torch against --backend mxnet: samples/s, and how closely the losses follow.
 
     python bench/bench_train_twin.py speed [--network mobilenet1.0] [--data-shape 512] [--batch-size 8]
-                                           [--iterations 8] [--warmup 2]
+                                           [--iterations 3] [--rounds 5] [--warmup 2]
     python bench/bench_train_twin.py parity [--network vgg16_atrous] [--data-shape 300] [--iterations 20]
 
-speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update; the data
-loader with 2 workers feeding both), same model, batch and synthetic images, one after the other in this
-process: gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin fp32, twin channels_last,
-twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need AVX512-BF16 or AMX).
+speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
+batch and synthetic images (read once by the data loader), the variants taking turns round by round in this
+process (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
+fp32, twin channels_last, twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need
+AVX512-BF16 or AMX).
 
 parity: the per-iteration training loss of the first N iterations (batch 2, lr 0.001, seed 5) of the torch
 backend against the MXNet backend, beside the same comparison for the MXNet backend with the batch split over
@@ -56,30 +57,41 @@ def speed(args, root, tmp):
     variants = [("gluon_ssd fp32", "mxnet", {}), ("twin fp32", "torch", {}),
                 ("twin channels_last", "torch", {"channels_last": True}),
                 ("twin bf16 + channels_last", "torch", {"amp": True, "channels_last": True})]
-    rows = []
+    trainers = []
     for label, backend, extra in variants:
         trainer = _trainer(root, os.path.join(tmp, label.replace(" ", "_")), backend, network=args.network,
                            data_shape=args.data_shape, batch_size=args.batch_size, num_workers=2, **extra)
         trainer.setup()
-        sampler = EpochBatchSampler(len(trainer.train_data), args.batch_size, 0)
-        batches = []
-        for images, labels in trainer._loader(sampler):
-            batches.append((images, labels))
-            if len(batches) == args.iterations + args.warmup:
-                break
+        trainers.append(trainer)
+    sampler = EpochBatchSampler(len(trainers[0].train_data), args.batch_size, 0)
+    batches = []
+    for images, labels in trainers[0]._loader(sampler):
+        batches.append((images, labels))
+        if len(batches) == args.iterations:
+            break
+    for trainer in trainers:  # warm-up: first-call allocations, oneDNN primitive creation
         for images, labels in batches[:args.warmup]:
             trainer.step(images, labels)
-        mx.nd.waitall()
-        start = time.perf_counter()
-        for images, labels in batches[args.warmup:]:
-            trainer.step(images, labels)  # returns python floats: each step is complete when it returns
-        mx.nd.waitall()
-        rows.append((label, args.iterations * args.batch_size / (time.perf_counter() - start)))
-        print(f"{label}: {rows[-1][1]:.2f} samples/s", flush=True)
-    print(f"\n{args.network} at {args.data_shape}, batch {args.batch_size}; CPU: {cpu.describe()}")
+    mx.nd.waitall()
+    # Round by round, each variant runs the same batches: this VM's speed drifts by 10-20% over minutes,
+    # which one-variant-after-the-other timing would put into the ratios.
+    times = [[] for _ in variants]
+    for round_ in range(args.rounds):
+        for k, trainer in enumerate(trainers):
+            start = time.perf_counter()
+            for images, labels in batches:
+                trainer.step(images, labels)  # returns python floats: each step is complete when it returns
+            mx.nd.waitall()
+            times[k].append(time.perf_counter() - start)
+        print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
+            f"{label} {len(batches) * args.batch_size / t[-1]:.2f}" for (label, _, _), t in zip(variants, times)),
+            flush=True)
+    rates = [len(batches) * args.batch_size / float(np.median(t)) for t in times]
+    print(f"\n{args.network} at {args.data_shape}, batch {args.batch_size}, {len(batches)} steps x {args.rounds} "
+          f"rounds (median round); CPU: {cpu.describe()}")
     print("| variant | samples/s | ratio to gluon_ssd fp32 |\n|---|---|---|")
-    for label, value in rows:
-        print(f"| {label} | {value:.2f} | {value / rows[0][1]:.2f} |")
+    for (label, _, _), rate in zip(variants, rates):
+        print(f"| {label} | {rate:.2f} | {rate / rates[0]:.2f} |")
 
 
 def parity(args, root, tmp):
@@ -113,11 +125,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="speed: rounds of --iterations steps per variant")
     args = parser.parse_args()
     is_speed = args.mode == "speed"
     args.network = args.network or ("mobilenet1.0" if is_speed else "vgg16_atrous")
     args.data_shape = args.data_shape or (512 if is_speed else 300)
-    args.iterations = args.iterations or (8 if is_speed else 20)
+    args.iterations = args.iterations or (3 if is_speed else 20)
     tmp = tempfile.mkdtemp(prefix="bench_train_twin_")
     try:
         root = _dataset(os.path.join(tmp, "data"), 64 if is_speed else 12)

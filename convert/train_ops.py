@@ -7,6 +7,8 @@
   the learning rate into the momentum buffer at each update, torch applies it to the buffer.
 * :class:`SSDLoss` is gluon_ssd.train.loss ``SSDMultiBoxLoss`` (GluonCV's) for one device: softmax
   cross-entropy over the positives and the hardest negatives plus smooth L1 on the positives.
+* :func:`train_step`: forward, loss, backward and update of one batch, as ``train_ssd.py --backend torch``
+  runs it (and bench/bench_train_cuda.py times it).
 
 Importing this module needs only torch and numpy.
 """
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MXNetSGD", "SSDLoss"]
+__all__ = ["MXNetSGD", "SSDLoss", "train_step"]
 
 
 def _f32(value: float) -> float:
@@ -190,3 +192,45 @@ class SSDLoss(nn.Module):
         quota = (positive.sum(1, keepdim=True).to(torch.float32) * self.negative_mining_ratio).clamp_min(
             float(self.min_hard_negatives))
         return rank_of.to(torch.float32) < quota
+
+
+def train_step(network, loss_fn, optimizer, images, cls_targets, box_targets, num_positives, amp_dtype=None,
+               scaler=None, grad_factor: float = 1.0) -> torch.Tensor:
+    """One training step: forward, :class:`SSDLoss`, backward, optimizer update.
+
+    Parameters
+    ----------
+    network : callable
+        images -> (cls_preds, box_preds, anchors): the twin in training mode (or its DDP / compiled wrapper).
+    loss_fn : SSDLoss
+    optimizer : torch optimizer (:class:`MXNetSGD`)
+    images : Tensor, (B, 3, H, W) on the network's device.
+    cls_targets, box_targets : Tensor, (B, N) and (B, N, 4), on the same device.
+    num_positives : float
+        Positives of the whole global batch (the loss is normalized by it).
+    amp_dtype : torch.dtype, optional
+        Autocast the forward to this dtype (bf16, or fp16 with ``scaler``); the loss is float32.
+    scaler : torch.amp.GradScaler, optional
+    grad_factor : float
+        The objective is ``grad_factor`` times the summed loss: the world size under DDP, which averages
+        gradients where the globally normalized loss needs their sum.
+
+    Returns
+    -------
+    Tensor (3,): the batch's summed total, class and box losses (detached, on the device; no host sync).
+    """
+    device_type = images.device.type
+    with torch.autocast(device_type, amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        cls_preds, box_preds, _ = network(images)
+    total, cls_loss, box_loss = loss_fn(cls_preds.float(), box_preds.float(), cls_targets, box_targets,
+                                        num_positives)
+    objective = total.sum() * grad_factor
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        objective.backward()
+        optimizer.step()
+    return torch.stack([total.sum(), cls_loss.sum(), box_loss.sum()]).detach()

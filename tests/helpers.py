@@ -8,6 +8,17 @@ import numpy as np
 
 CUSTOM_CLASSES = ("cat", "dog", "person")
 
+# Python code that makes MXNet unimportable in the process that runs it (as on the lent GPU machines,
+# which have torch and numpy only): put it first in a ``python -c`` script.
+WITHOUT_MXNET = """
+import sys
+class NoMXNet:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mxnet" or name.startswith("mxnet."):
+            raise ImportError("no mxnet on this host")
+sys.meta_path.insert(0, NoMXNet())
+"""
+
 
 def build_reference(gcv, name, classes=None):
     """gluoncv's model for ``name`` (custom models get CUSTOM_CLASSES), initialized, shapes known."""

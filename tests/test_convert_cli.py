@@ -12,7 +12,7 @@ import gluon_ssd
 from convert.cli import main
 from convert.mapping import load_torch_model
 from tests.conftest import ROOT
-from tests.helpers import randomize, save_legacy
+from tests.helpers import WITHOUT_MXNET, randomize, save_legacy
 
 NAME = "ssd_300_mobilenet0.25_voc"   # small and fast; every architecture is covered by test_convert_models
 
@@ -175,13 +175,7 @@ def test_twin_needs_no_mxnet(tmp_path):
     np.save(tmp_path / "x.npy", x.numpy())
     with torch.no_grad():
         np.save(tmp_path / "scores.npy", model(x)[1].numpy())
-    code = f"""
-import sys
-class NoMXNet:
-    def find_spec(self, name, path=None, target=None):
-        if name == "mxnet" or name.startswith("mxnet."):
-            raise ImportError("no mxnet on this host")
-sys.meta_path.insert(0, NoMXNet())
+    code = WITHOUT_MXNET + f"""
 import numpy as np, torch
 import convert
 from gluon_ssd.predict import BACKENDS, TRAINER_PATHS

@@ -8,6 +8,7 @@ What can be equal and what cannot, measured (see BENCHMARKS.md, 'Training the tw
   BatchNorm models are compared where the arithmetic is exact enough to tell a bug from rounding: in
   float64, MXNet and the twin give the same gradient.
 """
+import json
 import os
 import re
 import socket
@@ -24,7 +25,7 @@ from convert.model import get_torch_model
 from convert.training import load_checkpoint
 from gluon_ssd.train.fit import SeededAugmentation
 from tests.conftest import ROOT, train_in_process, vgg_train_config
-from tests.helpers import assert_same_steps, running_beside, sigkill_in_epoch
+from tests.helpers import WITHOUT_MXNET, assert_same_steps, running_beside, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
 
@@ -342,3 +343,54 @@ def test_bf16_autocast_with_channels_last_trains(tiny_dataset, tmp_path):
     assert abs(bf16[3][0] - fp32[3][0]) <= 0.05 * fp32[3][0], (bf16[3], fp32[3])
     moved = sum(not np.array_equal(v, bf16[2][k]) for k, v in _torch_as_gluon(bf16[0]).items())
     assert moved > 30
+
+
+def test_reuse_freed_memory_stops_the_page_faults_of_large_blocks():
+    """After reuse_freed_memory(), a freed 256 MiB block serves the next one of that size without new pages
+    (glibc's default unmaps it and the kernel faults in 65536 fresh 4 KiB pages). In a fresh process: the
+    setting is process-wide."""
+    code = """
+import resource, torch
+from convert.training import reuse_freed_memory
+def faults_of_a_fresh_block():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 << 20)  # 256 MiB, written, then freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults_of_a_fresh_block()
+default = faults_of_a_fresh_block()
+took = reuse_freed_memory()
+faults_of_a_fresh_block()
+print(default, faults_of_a_fresh_block(), took)
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    default, reused, took = result.stdout.split()
+    assert took == "True"
+    # 256 MiB / 4 KiB = 65536 pages (fewer with transparent huge pages, still thousands)
+    assert int(default) > 2000 and int(reused) < int(default) / 20, result.stdout
+
+
+def test_cuda_training_bench_runs_without_mxnet(tmp_path):
+    """bench/bench_train_cuda.py is what the lent GPU machines (torch only, no registries) run: here on the CPU
+    with MXNet unimportable, two tiny configurations. Two CPU runs from the same weights and batches give the
+    same losses (the comparison machinery pairs them), and the losses are finite."""
+    out = tmp_path / "cuda.json"
+    code = WITHOUT_MXNET + f"""
+sys.path.insert(0, "bench")
+import bench_train_cuda
+bench_train_cuda.main(["--device", "cpu", "--models", "ssd_300_mobilenet0.25_voc", "--batches", "2",
+                       "--iterations", "1", "--warmup", "1", "--loss-iterations", "2",
+                       "--loss-model", "ssd_300_mobilenet0.25_voc", "--loss-batch", "2", "--json", {str(out)!r}])
+assert "mxnet" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = [(r["batch"], r["precision"]) for r in report["throughput"]]
+    assert rows == [(2, "fp32 (TF32 convs)"), (2, "bf16 autocast")]
+    assert all(r["images_per_s"] > 0 and np.isfinite(r["first_loss"]) for r in report["throughput"])
+    losses = report["losses"]
+    assert losses["device fp32"] == losses["cpu fp32"] and len(losses["cpu fp32"]) == 2
+    np.testing.assert_allclose(losses["device bf16"], losses["cpu fp32"], rtol=0.1)
+    assert losses["targets"]["positives"] > 0 and losses["targets"]["cls_equal"]
+    assert losses["targets"]["box_max_abs_diff"] == 0
