@@ -63,8 +63,11 @@ def reuse_freed_memory(limit: int = 1 << 30) -> bool:
     most 32 MiB) with its own mmap and unmaps it when freed, so every activation and gradient of a CPU
     training step arrives as fresh pages that the kernel zeroes on first touch: 0.3-0.66 million page
     faults per MobileNet-512 batch-8 step here (MXNet, with its own memory pool: a few hundred). With the
-    mmap and trim thresholds at ``limit`` the heap keeps what a step freed and the next step reuses it; the
-    process holds on to its peak memory in exchange, as a training process does anyway.
+    mmap and trim thresholds at ``limit`` the heap keeps what a step freed and the next step reuses it (6-8
+    thousand faults per step). In exchange the process holds on to its peak memory, and the heap grows for
+    the first few steps until the blocks of a step fit into what earlier steps freed (measured: a
+    MobileNet-256 batch-16 step's resident size stable at 1.5-1.6 GB over 40 steps); a workload whose block
+    sizes never repeat would keep fragmenting, which a training loop's fixed shapes do not do.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -145,7 +148,7 @@ class TorchTrainer(Trainer):
         self.check_config(cfg)
         self.device = torch_device(cfg)
         if self.device.type == "cpu" and reuse_freed_memory():
-            log.debug("malloc keeps freed blocks up to 1 GiB for reuse (fewer page faults per step)")
+            log.debug("malloc keeps large freed blocks for reuse (fewer page faults per step)")
         self.dist = None
         rank, world, _ = _world()
         if world > 1:
