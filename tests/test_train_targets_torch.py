@@ -143,7 +143,7 @@ def test_inputs(anchors):
     rng = np.random.default_rng(2)
     labels = np.stack([random_ground_truth(rng, mx_anchors, SIZE, 6, n) for n in (4, 6)])
     reference = batch_targets(t_anchors, labels)
-    # (N, 4) anchors, float64 numpy and float16-exact torch labels give the same targets.
+    # (N, 4) anchors, float64 numpy labels and torch labels give the same targets.
     for args in ((t_anchors[0], labels), (t_anchors, labels.astype(np.float64)),
                  (t_anchors, torch.from_numpy(labels))):
         for x, y in zip(batch_targets(*args), reference):
