@@ -54,6 +54,7 @@ from convert.inference import (  # noqa: E402
     predict,
     prepare,
     resolve_device,
+    reuse_freed_memory,
 )
 from convert.mapping import load_torch_model  # noqa: E402
 from convert.model import SSD  # noqa: E402
@@ -71,6 +72,9 @@ def torch_variants(model: SSD, device: torch.device, dtype: str, names, micro_ba
     """{variant: callable(x) -> detections} for the PyTorch twin (``backend`` splits its batch itself)."""
     variants = {}
     if "backend" in names and device.type == "cpu":
+        # As the --backend torch detector of eval_ssd.py / demo_ssd.py does on the CPU (process-wide: the other
+        # PyTorch variants of this run get it too).
+        reuse_freed_memory()
         served = prepare(copy.deepcopy(model), device)
         variants["backend"] = lambda x, m=served: predict(m, x, micro_batch=micro_batch)
     if "torch" in names:

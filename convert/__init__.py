@@ -15,7 +15,7 @@ import gluon_ssd._env  # noqa: F401  (thread settings, before mxnet may be impor
 
 from .backend import register as _register  # noqa: E402
 from .export import export_onnx, export_torchscript
-from .inference import fuse_batchnorm, predict, prepare
+from .inference import fuse_batchnorm, predict, prepare, reuse_freed_memory
 from .mapping import (
                       convert_gluon_file,
                       gluon_to_torch,
@@ -33,4 +33,5 @@ _register()
 
 __all__ = ["SSD", "get_torch_model", "load_torch_model", "save_torch_model", "convert_gluon_file",
            "write_gluon_file", "gluon_to_torch", "torch_to_gluon", "key_map", "box_nms", "detect",
-           "export_torchscript", "export_onnx", "predict", "prepare", "fuse_batchnorm", "to_torchvision"]
+           "export_torchscript", "export_onnx", "predict", "prepare", "fuse_batchnorm", "to_torchvision",
+           "reuse_freed_memory"]

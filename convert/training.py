@@ -22,12 +22,10 @@ schedule, the epoch loop with its logs, metrics.jsonl, curves PNG, NaN stop and 
 """
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import logging
 import os
-import sys
 import zipfile
 
 import mxnet as mx
@@ -39,6 +37,7 @@ from gluon_ssd.fileio import atomic_write
 from gluon_ssd.train import checkpoint as mx_ckpt
 from gluon_ssd.train.fit import Trainer, TrainingError
 
+from .inference import reuse_freed_memory
 from .mapping import gluon_to_torch, save_torch_model, write_gluon_file
 from .model import get_torch_model
 from .targets import batch_targets
@@ -54,31 +53,6 @@ def _world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain process."""
     env = os.environ
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
-
-
-def reuse_freed_memory(limit: int = 1 << 30) -> bool:
-    """Make glibc's malloc keep freed blocks below ``limit`` bytes for reuse; True if it took the settings.
-
-    By default glibc serves each large block (above a threshold that starts at 128 KiB and rises to at
-    most 32 MiB) with its own mmap and unmaps it when freed, so every activation and gradient of a CPU
-    training step arrives as fresh pages that the kernel zeroes on first touch: 0.3-0.66 million page
-    faults per MobileNet-512 batch-8 step here (MXNet, with its own memory pool: a few hundred). With the
-    mmap and trim thresholds at ``limit`` the heap keeps what a step freed and the next step reuses it (6-8
-    thousand faults per step). In exchange the process holds on to its peak memory, and the heap grows for
-    the first few steps until the blocks of a step fit into what earlier steps freed (measured: a
-    MobileNet-256 batch-16 step's resident size stable at 1.5-1.6 GB over 40 steps); a workload whose block
-    sizes never repeat would keep fragmenting, which a training loop's fixed shapes do not do.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    # Some glibc versions refuse a threshold above 32 MiB (HEAP_MAX_SIZE / 2): then take that.
-    took = bool(mallopt(m_mmap_threshold, int(limit)) or mallopt(m_mmap_threshold, 32 << 20))
-    return bool(mallopt(m_trim_threshold, int(limit))) and took
 
 
 def torch_device(cfg) -> torch.device:

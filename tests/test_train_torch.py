@@ -352,7 +352,7 @@ def test_reuse_freed_memory_stops_the_page_faults_of_large_blocks():
     growing. In a fresh process: the setting is process-wide."""
     code = """
 import resource, torch
-from convert.training import reuse_freed_memory
+from convert.inference import reuse_freed_memory
 def step():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     held = [torch.ones(n << 20) for n in (16, 8, 32, 8, 4, 16, 2)]
