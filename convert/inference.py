@@ -28,15 +28,16 @@ def reuse_freed_memory(limit: int = 1 << 30) -> bool:
 
     By default glibc serves each large block (above a threshold that starts at 128 KiB and rises to at
     most 32 MiB) with its own mmap and unmaps it when freed, so every activation and gradient of a CPU
-    training step or inference batch arrives as fresh pages that the kernel zeroes on first touch: 0.3-0.66
+    training step or detection batch arrives as fresh pages that the kernel zeroes on first touch: 0.3-0.66
     million page faults per MobileNet-512 batch-8 training step here, 0.1 million per batch-8 detection
-    (MXNet, with its own memory pool: a few hundred). ``train_ssd.py``, ``eval_ssd.py`` and ``demo_ssd.py``
-    with ``--backend torch`` call this on the CPU; a program of its own can too. With the
-    mmap and trim thresholds at ``limit`` the heap keeps what a step freed and the next step reuses it (6-8
-    thousand faults per training step). In exchange the process holds on to its peak memory, and the heap grows for
-    the first few steps until the blocks of a step fit into what earlier steps freed (measured: a
-    MobileNet-256 batch-16 step's resident size stable at 1.5-1.6 GB over 40 steps); a workload whose block
-    sizes never repeat would keep fragmenting, which a training loop's fixed shapes do not do.
+    (MXNet, with its own memory pool: a few hundred). With the mmap and trim thresholds at ``limit`` the
+    heap keeps what a step freed and the next step reuses it (6-8 thousand faults per training step).
+
+    In exchange the process holds on to its peak memory, and the heap grows for the first few steps until
+    the blocks of a step fit into what earlier steps freed (a MobileNet-256 batch-16 training step's
+    resident size: stable at 1.5-1.6 GB over 40 steps); a workload whose block sizes never repeat would keep
+    fragmenting, which the fixed shapes of training and detection do not do. The setting is process-wide:
+    ``train_ssd.py``, ``eval_ssd.py`` and ``demo_ssd.py`` with ``--backend torch`` make it on the CPU.
     """
     if not sys.platform.startswith("linux"):
         return False
