@@ -4,7 +4,7 @@ Anchors are matched to ground truths by the algorithm described in :mod:`gluon_s
 (GluonCV's bipartite + maximum-IoU matching, with the same tie rules and the same deliberate
 difference: ground truths whose best IoU is zero, padding rows included, are never matched), then
 classes and box offsets are encoded. On float32 inputs the matches and class targets equal the MXNet
-version's and the box targets equal them to the last bit or within 2 ulp, because every float32 step is
+version's, the center codes to the last bit and the size codes within 2 ulp, every float32 step being
 computed in the same operation order:
 
 - IoU as MXNet's ``contrib.box_iou``: clipped overlaps ``min(x2) - max(x1)``, their product, areas
