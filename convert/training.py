@@ -150,8 +150,7 @@ class TorchTrainer(Trainer):
             # statistics), then the weights are converted, so both backends hold the same state.
             zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape))
             anchors = self.net(zeros)[2]
-        self.anchors = [anchors]
-        self.torch_anchors = torch.from_numpy(anchors.asnumpy()).to(self.device)
+        self.torch_anchors = torch.from_numpy(anchors.asnumpy()).to(self.device)  # for convert.targets
         model = get_torch_model(cfg.model_name, classes=self.classes)
         arrays = {k: p.data().asnumpy() for k, p in self.net._collect_params_with_prefix().items()}
         state, self.ignored = gluon_to_torch(model, arrays, source="the initialized network")
