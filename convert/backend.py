@@ -36,7 +36,7 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
                         dtype="fp32") -> TorchDetector:
     """Same arguments as :func:`gluon_ssd.predict.load_mxnet_detector`; ``pretrained`` may also be a ``.pth``
     written by ``python -m convert``. An MXNet file (or the published weights) is converted on the fly."""
-    from gluon_ssd.model_zoo import get_spec
+    from gluon_ssd.specs import get_spec
 
     spec = get_spec(network)
     classes = tuple(classes) if classes else None

@@ -222,9 +222,15 @@ def load_torch_model(path, map_location="cpu") -> SSD:
 
 def read_gluon_file(model: SSD, path) -> dict[str, np.ndarray]:
     """{structural key: array} of an MXNet parameter file in any format gluon_ssd reads (both GluonCV
-    key formats, arg:/aux: exports, gluon_ssd files) or of a gluon_ssd training checkpoint. Needs mxnet."""
+    key formats, arg:/aux: exports, gluon_ssd files) or of a gluon_ssd training checkpoint. Without mxnet:
+    parameter files with structural keys (gluon_ssd's, GluonCV's ``save_parameters``), through
+    :mod:`gluon_ssd.ndfile`."""
     import zipfile
 
+    try:
+        import mxnet  # noqa: F401
+    except ImportError:
+        return read_structural_file(path)
     from gluon_ssd.model_zoo import build_ssd
     from gluon_ssd.params import read_param_file, to_structural
 
@@ -240,6 +246,30 @@ def read_gluon_file(model: SSD, path) -> dict[str, np.ndarray]:
     return {k: v.asnumpy() for k, v in loaded.items()}
 
 
+def read_structural_file(path) -> dict[str, np.ndarray]:
+    """{structural key: array} of a parameter file with GluonCV's structural keys, read without MXNet
+    (``arg:``/``aux:`` prefixes dropped); a ValueError that says what to do for anything else."""
+    import zipfile
+
+    from gluon_ssd import ndfile
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    if zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is a gluon_ssd MXNet training checkpoint, which needs MXNet to read; use the "
+                         "_best.params / _{epoch}_{map}.params files the run wrote")
+    loaded = ndfile.load(path)
+    if not isinstance(loaded, dict) or not loaded:
+        raise ValueError(f"{path} holds no named parameters (an MXNet .params file with names is expected)")
+    arrays = {k[4:] if k.startswith(("arg:", "aux:")) else k: v for k, v in loaded.items()}
+    if not any("." in k for k in arrays):
+        raise ValueError(f"{path} has MXNet's legacy parameter names (e.g. {next(iter(arrays))}), which only "
+                         "MXNet can translate: convert it once where MXNet runs (python -m convert ... or "
+                         "gluon_ssd.get_model(name, pretrained=path).save_parameters(new_path))")
+    return arrays
+
+
 def convert_gluon_file(network: str, params, classes=None) -> tuple[SSD, dict[str, torch.Tensor]]:
     """(torch model with the file's weights, ignored MXNet values) for an MXNet parameter file."""
     from .model import get_torch_model
@@ -253,10 +283,28 @@ def convert_gluon_file(network: str, params, classes=None) -> tuple[SSD, dict[st
     return model.eval(), ignored
 
 
+def gluon_arrays(model: SSD, state_dict, ignored=None) -> dict[str, np.ndarray]:
+    """Every array of the gluon_ssd/GluonCV parameter file of ``state_dict`` (of ``model``), by structural key:
+    :func:`torch_to_gluon` plus the stored anchor grids (:func:`gluon_ssd.specs.anchor_alloc_sizes`). No MXNet."""
+    from gluon_ssd.specs import anchor_alloc_sizes
+
+    arrays = torch_to_gluon(model, state_dict, ignored)
+    for i, side in enumerate(anchor_alloc_sizes(len(model.anchor_generators))):
+        arrays[f"anchor_generators.{i}.anchors"] = anchor_grid(model.anchor_generators[i], side, side)
+    return arrays
+
+
 def write_gluon_file(model: SSD, state_dict, path, ignored=None) -> str:
     """Write ``state_dict`` (of ``model``) as a gluon_ssd/GluonCV parameter file (structural keys) that
-    loads into ``gluon_ssd.get_model(name, pretrained=path)`` and gluoncv. Needs mxnet."""
-    import mxnet as mx
+    loads into ``gluon_ssd.get_model(name, pretrained=path)`` and gluoncv. With MXNet the file is checked
+    against the gluon network key by key; without, it is written by :mod:`gluon_ssd.ndfile`."""
+    try:
+        import mxnet as mx
+    except ImportError:
+        from gluon_ssd import ndfile
+
+        ndfile.save(path, gluon_arrays(model, state_dict, ignored))
+        return os.fspath(path)
 
     from gluon_ssd.model_zoo import build_ssd
     from gluon_ssd.params import atomic_save_ndarrays, infer_shapes

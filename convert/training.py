@@ -1,12 +1,16 @@
 """``train_ssd.py --backend torch``: the PyTorch twin trained with gluon_ssd's recipe, step for step.
 
 Everything but the network's arithmetic is shared with the MXNet trainer (:class:`gluon_ssd.train.fit.Trainer`):
-the datasets, augmentation, sampler and seeds (the same gluon data pipeline feeds both), the learning-rate
-schedule, the epoch loop with its logs, metrics.jsonl, curves PNG, NaN stop and validation. What is PyTorch:
+the datasets, augmentation, sampler and seeds (the same data pipeline feeds both; its batches come through
+PyTorch's DataLoader), the learning-rate schedule, the epoch loop with its logs, metrics.jsonl, curves PNG, NaN
+stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`). What is PyTorch:
 
-- the start: the gluon SSD that ``prepare()`` builds and initializes for ``--seed`` (``--pretrained-base``,
-  ``--transfer`` included) goes through the same anchor forward as the MXNet trainer's set-up and is then
-  converted (:func:`convert.mapping.gluon_to_torch`): both backends start from the same weights;
+- the start: with MXNet installed, the gluon SSD that ``prepare()`` builds and initializes for ``--seed``
+  (``--pretrained-base``, ``--transfer`` included) goes through the same anchor forward as the MXNet trainer's
+  set-up and is then converted (:func:`convert.mapping.gluon_to_torch`): both backends start from the same
+  weights. Without MXNet (today's GPU machines) the twin is initialized in torch with the same distributions
+  (:mod:`convert.init`, seeded by ``--seed``) and ``--pretrained-base`` / ``--transfer`` files are read with
+  :mod:`gluon_ssd.ndfile`: the same recipe, not the same numbers;
 - the targets: :func:`convert.targets.batch_targets` (gluon_ssd's matching and encoding) on the training
   device, from the same anchors;
 - the loss (:class:`convert.train_ops.SSDLoss`) and SGD with MXNet's update rule (:class:`MXNetSGD`);
@@ -28,11 +32,11 @@ import logging
 import os
 import zipfile
 
-import mxnet as mx
 import numpy as np
 import torch
-from mxnet import autograd
 
+from gluon_ssd._mxnet import as_numpy, mx
+from gluon_ssd.data.batchify import batchify_detection, torch_loader
 from gluon_ssd.fileio import atomic_write
 from gluon_ssd.train import checkpoint as mx_ckpt
 from gluon_ssd.train.fit import Trainer, TrainingError
@@ -115,7 +119,11 @@ class TorchTrainer(Trainer):
 
     # -- set-up -----------------------------------------------------------------------------------
     def _data_contexts(self):
-        return [mx.cpu()]  # batches and targets stay on the CPU; the step moves them to the torch device
+        return [torch_device(self.cfg)]  # one device per process
+
+    def _loader(self, sampler):
+        return torch_loader(self.train_data, sampler, _collate, self.cfg.num_workers,
+                            pin_memory=torch_device(self.cfg).type == "cuda")
 
     def _setup_distribution(self):
         cfg = self.cfg
@@ -143,18 +151,42 @@ class TorchTrainer(Trainer):
         cfg = self.cfg
         return MXNetSGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, wd=cfg.wd)
 
-    def setup(self):
+    def _start_from_gluon(self):
+        """The twin holding the initialized gluon network's weights, and the anchors (see the module docstring)."""
         cfg = self.cfg
-        with autograd.train_mode():
+        with mx.autograd.train_mode():
             # As the MXNet trainer: anchors from a training-mode forward on zeros (which moves BatchNorm
             # statistics), then the weights are converted, so both backends hold the same state.
             zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape))
-            anchors = self.net(zeros)[2]
-        self.torch_anchors = torch.from_numpy(anchors.asnumpy()).to(self.device)  # for convert.targets
+            anchors = torch.from_numpy(self.net(zeros)[2].asnumpy())
         model = get_torch_model(cfg.model_name, classes=self.classes)
         arrays = {k: p.data().asnumpy() for k, p in self.net._collect_params_with_prefix().items()}
         state, self.ignored = gluon_to_torch(model, arrays, source="the initialized network")
         model.load_state_dict(state, strict=True)
+        return model, anchors
+
+    def _start_in_torch(self):
+        """Without MXNet: the twin initialized as gluon_ssd initializes the network (convert.init), then the
+        same training-mode forward on zeros for the anchors."""
+        from .init import start_model
+
+        cfg = self.cfg
+        try:
+            model, self.ignored = start_model(cfg.model_name, self.classes, cfg.seed, cfg.pretrained_base,
+                                              cfg.transfer)
+        except (ValueError, FileNotFoundError) as err:
+            flag = f"--transfer {cfg.transfer}" if cfg.transfer else f"--pretrained-base {cfg.pretrained_base}"
+            raise TrainingError(f"{flag}: {err}") from None
+        with torch.no_grad():
+            # Two images, not one: torch's BatchNorm refuses one value per channel in training mode (the 1x1
+            # extra layers); two copies of an image have the batch mean and (biased) variance of one.
+            anchors = model.raw(torch.zeros(2, 3, cfg.data_shape, cfg.data_shape))[2]
+        return model, anchors
+
+    def setup(self):
+        cfg = self.cfg
+        model, anchors = self._start_from_gluon() if self.net is not None else self._start_in_torch()
+        self.torch_anchors = anchors.to(self.device)  # for convert.targets
         self.model = model.to(self.device).train()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -194,7 +226,9 @@ class TorchTrainer(Trainer):
         return float(value.item())
 
     def _to_device(self, array, dtype=torch.float32):
-        return torch.from_numpy(np.ascontiguousarray(array.asnumpy())).to(self.device, dtype, non_blocking=True)
+        if not isinstance(array, torch.Tensor):
+            array = torch.from_numpy(np.ascontiguousarray(as_numpy(array)))
+        return array.to(self.device, dtype, non_blocking=True)
 
     def step(self, images, labels):
         # The targets of convert.targets (gluon_ssd's matching and encoding in torch) on the training device.
@@ -243,6 +277,11 @@ class TorchTrainer(Trainer):
         finally:
             self.model.set_nms(*nms)
             self.model.train()
+
+
+def _collate(samples):
+    """The batch of :func:`batchify_detection` as CPU tensors (a worker's tensors travel in shared memory)."""
+    return tuple(torch.from_numpy(field) for field in batchify_detection(samples, numpy=True))
 
 
 def load_checkpoint(path) -> tuple[dict, dict]:

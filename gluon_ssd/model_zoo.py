@@ -16,21 +16,13 @@ from .nn.features import backbone_features
 from .nn.resnetv1b import resnet34_v1b_features
 from .nn.ssd import SSD
 from .nn.vgg import VGGAtrousExtractor
-from .specs import MODEL_SPECS, SSDSpec  # noqa: F401  (re-exported: the zoo table)
+from .specs import MODEL_SPECS, SSDSpec, get_spec  # noqa: F401  (re-exported: the zoo table)
 
 log = logging.getLogger(__name__)
 
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""
     return list(MODEL_SPECS)
-
-
-def get_spec(name: str) -> SSDSpec:
-    if name not in MODEL_SPECS:
-        close = [n for n in MODEL_SPECS if name.split("_")[-1] in n or n.startswith(name[:12])][:5]
-        raise ValueError(f"unknown model {name!r}; known SSD models: {', '.join(MODEL_SPECS)}"
-                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    return MODEL_SPECS[name]
 
 
 def _features_fn(spec: SSDSpec, base_holder: list):

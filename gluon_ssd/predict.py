@@ -348,9 +348,12 @@ def detect_images(detector, images: Iterable[tuple[Any, Any]], preprocess: Calla
 
 
 def _as_nd(img):
-    import mxnet as mx
+    """The image as the transforms take it: an NDArray, or a uint8 numpy array without MXNet."""
+    from ._mxnet import is_ndarray, mx
 
-    return img if isinstance(img, mx.nd.NDArray) else mx.nd.array(np.asarray(img), dtype="uint8")
+    if is_ndarray(img):
+        return img
+    return mx.nd.array(np.asarray(img), dtype="uint8") if mx is not None else np.asarray(img, dtype=np.uint8)
 
 
 def detection_record(name: str, det: Detections, classes: Sequence[str], digits: int = 2) -> dict:

@@ -18,6 +18,11 @@ RESNET34_V1B_LAYERS = (3, 4, 6, 3)
 RESNET34_V1B_CHANNELS = (64, 128, 256, 512)
 RESNET34_V1B_SSD_STRIDES = (1, 2, 1, 2)
 
+# Key prefixes of GluonCV's resnet34_v1b classifier file (the backbone store file) -> the SSD feature extractor's
+# structural keys (ResNetV1bSSD: stage1 = conv1, bn1, relu, pool, layer1, layer2; stage2 = layer3, layer4).
+BACKBONE_KEY_MAP = (("conv1.", "stage1.0."), ("bn1.", "stage1.1."), ("layer1.", "stage1.4."),
+                    ("layer2.", "stage1.5."), ("layer3.", "stage2.0."), ("layer4.", "stage2.1."))
+
 
 def transition_channels(filters: int, reduce_ratio: float = 1.0, min_depth: int = 128) -> int:
     """Channels of the 1x1 transition conv before an extra layer of ``filters`` channels (GluonCV's
@@ -122,6 +127,15 @@ MODEL_SPECS: dict[str, SSDSpec] = {
 }
 
 
+def get_spec(name: str) -> SSDSpec:
+    """The row of zoo model ``name``; a ValueError naming the close names for an unknown one."""
+    if name not in MODEL_SPECS:
+        close = [n for n in MODEL_SPECS if name.split("_")[-1] in n or n.startswith(name[:12])][:5]
+        raise ValueError(f"unknown model {name!r}; known SSD models: {', '.join(MODEL_SPECS)}"
+                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return MODEL_SPECS[name]
+
+
 def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
     """The zoo model a (network, data shape, dataset) triple trains, as GluonCV's train script names it.
 
@@ -147,6 +161,16 @@ def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
     # ``base`` is the size of an existing row of an allowed dataset, so one of these names exists.
     return next(f"ssd_{base}_{network}_{suffix}" for suffix in (kind, "voc", "coco")
                 if f"ssd_{base}_{network}_{suffix}" in rows)
+
+
+def anchor_alloc_sizes(num_layers: int, first: int = 128) -> list[int]:
+    """Side of the anchor grid GluonCV stores for each output layer (``anchor_generators.{i}.anchors``, a
+    (1, 1, side, side, 4A) constant): 128 for the first layer, then halved down to no less than 16."""
+    sides, side = [], int(first)
+    for _ in range(num_layers):
+        sides.append(side)
+        side = max(side // 2, 16)
+    return sides
 
 
 def anchor_shapes(sizes: tuple[float, float], ratios, index: int, kind: str = "ssd") -> np.ndarray:

@@ -134,12 +134,14 @@ def reset_logging() -> None:
 # ------------------------------------------------------------------------------- devices and classes
 def contexts(flag: str, value, gpu_ids=None, cpu_hint: str = "", cpu_contexts: int = 0) -> list:
     """The MXNet contexts of a device flag: ``--gpus '0,1'`` (``value``), or ``--num-gpus 2`` given as
-    ``gpu_ids=range(2)``; ``cpu_hint`` tells how to run on the CPU instead (gluon_ssd.devices)."""
+    ``gpu_ids=range(2)``; ``cpu_hint`` tells how to run on the CPU instead (gluon_ssd.devices). Where MXNet
+    is not installed, none (the other backends choose their device with --device)."""
+    from gluon_ssd._mxnet import mx
     from gluon_ssd.devices import mxnet_contexts, parse_gpu_ids
 
     try:
         ids = parse_gpu_ids(value) if gpu_ids is None else list(gpu_ids)
-        return mxnet_contexts(ids, cpu_contexts)
+        return mxnet_contexts(ids, cpu_contexts) if mx is not None else []
     except ValueError as err:
         raise UsageError(f"{flag} {value!r}: {err}" + (f"; {cpu_hint}" if cpu_hint else "")) from None
 
@@ -192,6 +194,9 @@ def load_model(backend: str, network: str, mismatch_hint: str = "", **kwargs):
         return predict.load_detector(backend, network=network, **kwargs)
     except ModelStoreError as err:
         raise UsageError(f"{err} (or pass a local file: --pretrained PATH)") from None
+    except ImportError as err:
+        raise UsageError(f"--backend {backend} cannot run here: {err}" + (
+            "; --backend torch runs the PyTorch twin without MXNet" if backend != "torch" else "")) from None
     except (ValueError, FileNotFoundError) as err:
         hint = mismatch_hint if mismatch_hint and "shape mismatch" in str(err) else ""
         raise UsageError(f"cannot load {network}: {err}{hint}") from None

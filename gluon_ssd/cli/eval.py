@@ -184,7 +184,7 @@ def open_eval_dataset(args):
 def model_classes(args, name) -> list:
     """The classes of the network (--benchmark has no dataset): its dataset's, --classes-file for a custom one."""
     from gluon_ssd.classes import DATASET_CLASSES
-    from gluon_ssd.model_zoo import get_spec
+    from gluon_ssd.specs import get_spec
 
     try:
         kind = get_spec(name).dataset
@@ -200,12 +200,13 @@ def model_classes(args, name) -> list:
 def build_model(args, name, classes, ctx, out_dir, dataset=None):
     """The model to evaluate: the exported block of --deploy, GluonCV's int8 model (--quantized) or a detector of
     --backend (gluon_ssd.predict) whose weights fit ``classes``, quantized here for --calibration / --dtype int8."""
-    from gluon_ssd.deploy import load_exported
     from gluon_ssd.eval.models import check_weights, load_gluoncv_int8
     from gluon_ssd.model_store import ModelStoreError
     from gluon_ssd.predict import parse_pretrained
 
     if args.deploy:
+        from gluon_ssd.deploy import load_exported
+
         try:
             return load_exported(args.model_prefix, ctx=ctx[0], classes=classes)
         except (FileNotFoundError, ValueError) as err:

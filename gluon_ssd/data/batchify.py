@@ -3,7 +3,9 @@
 ``batchify_detection`` turns a list of samples (tuples of fields) into one batch per field: fields of
 equal shape are stacked; fields whose length along the first axis varies (labels, ...) are padded with
 -1 to the longest in the batch. ``make_loader`` wraps ``mx.gluon.data.DataLoader`` with worker
-processes, a seeded shuffle and per-worker random seeds.
+processes, a seeded shuffle and per-worker random seeds. Where MXNet is not installed (the machines of
+``--backend torch``) batches are numpy arrays and the loader is PyTorch's DataLoader over the same
+samplers and worker seeding.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import multiprocessing
 import random
 from collections.abc import Callable, Sequence
 
-import mxnet as mx
 import numpy as np
+
+from .._mxnet import Dataset, is_ndarray, mx
 
 __all__ = ["batchify_detection", "make_loader", "SeededRandomSampler"]
 
@@ -23,19 +26,23 @@ logger = logging.getLogger(__name__)
 _LAST_BATCH = ("keep", "discard", "rollover")
 
 
-def _stack_field(values: list, k: int, pad_value: float, ctx: mx.Context) -> mx.nd.NDArray:
-    if all(isinstance(v, mx.nd.NDArray) for v in values):
+def _out(array: np.ndarray, ctx):
+    return array if ctx is None else mx.nd.array(array, ctx=ctx, dtype=array.dtype)
+
+
+def _stack_field(values: list, k: int, pad_value: float, ctx):
+    """One field of the batch: an NDArray on ``ctx``, or numpy where ``ctx`` is None."""
+    if ctx is not None and all(isinstance(v, mx.nd.NDArray) for v in values):
         shapes = {v.shape for v in values}
         if len(shapes) == 1 and values[0].shape[:1] != (0,):
             out = mx.nd.empty((len(values),) + values[0].shape, dtype=values[0].dtype, ctx=ctx)
             return mx.nd.stack(*values, out=out)
-    arrays = [v.asnumpy() if isinstance(v, mx.nd.NDArray) else np.asarray(v) for v in values]
+    arrays = [v.asnumpy() if is_ndarray(v) else np.asarray(v) for v in values]
     shapes = [a.shape for a in arrays]
     if arrays[0].ndim == 0 or (len(set(shapes)) == 1 and shapes[0][0] > 0):
         if len(set(shapes)) != 1:
             raise ValueError(f"field {k} mixes scalars and arrays of shapes {sorted(set(shapes))}")
-        stacked = np.stack(arrays)
-        return mx.nd.array(stacked, ctx=ctx, dtype=stacked.dtype)
+        return _out(np.stack(arrays), ctx)
     trailing = {s[1:] for s in shapes}
     if len(trailing) != 1 or any(a.ndim == 0 for a in arrays):
         raise ValueError(
@@ -51,10 +58,11 @@ def _stack_field(values: list, k: int, pad_value: float, ctx: mx.Context) -> mx.
         sample = np.repeat(np.arange(len(arrays)), lengths)
         slot = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         out[sample, slot] = rows
-    return mx.nd.array(out, ctx=ctx, dtype=dtype)
+    return _out(out, ctx)
 
 
-def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory: bool = False):
+def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory: bool = False,
+                       numpy: bool = False):
     """Collate detection samples into a batch.
 
     Parameters
@@ -67,10 +75,12 @@ def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory
         Fill of padded rows.
     shared_memory : bool
         Allocate the batch in shared CPU memory (what worker processes should return).
+    numpy : bool
+        Numpy arrays instead of NDArrays (always, where MXNet is not installed).
 
     Returns
     -------
-    tuple of mx.nd.NDArray, or one mx.nd.NDArray for one-field samples
+    tuple of mx.nd.NDArray (or numpy arrays), or one array for one-field samples
         Per field, (B, ...) stacked when every sample has the same shape. A field whose first axis
         varies between samples (or is 0 somewhere, as the (0, 6) label of an image without objects) is
         padded with ``pad_value`` to (B, M, ...), M = max(1, longest): labels (N_i, 6) become (B, M, 6)
@@ -90,14 +100,17 @@ def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory
     n_fields = {len(s) for s in samples}
     if len(n_fields) != 1:
         raise ValueError(f"samples have different numbers of fields: {sorted(n_fields)}")
-    ctx = mx.Context("cpu_shared", 0) if shared_memory else mx.cpu()
+    if numpy or mx is None:
+        ctx = None
+    else:
+        ctx = mx.Context("cpu_shared", 0) if shared_memory else mx.cpu()
     fields = tuple(
         _stack_field([s[k] for s in samples], k, pad_value, ctx) for k in range(n_fields.pop())
     )
     return fields[0] if single else fields
 
 
-class SeededRandomSampler(mx.gluon.data.Sampler):
+class SeededRandomSampler(mx.gluon.data.Sampler if mx is not None else object):
     """Random permutation of ``range(length)``, a new one each epoch, reproducible from a seed.
 
     Parameters
@@ -119,7 +132,7 @@ class SeededRandomSampler(mx.gluon.data.Sampler):
         return self._length
 
 
-class _WorkerSeededDataset(mx.gluon.data.Dataset):
+class _WorkerSeededDataset(Dataset):
     """Reseeds the global RNGs once in each worker process before its first sample.
 
     Forked workers inherit the parent's random state, so without this every worker would draw the same
@@ -143,7 +156,8 @@ class _WorkerSeededDataset(mx.gluon.data.Dataset):
             state = np.random.SeedSequence([self._seed, worker]).generate_state(2)
             np.random.seed(int(state[0]))
             random.seed(int(state[1]))
-            mx.random.seed(int(state[0] % (2**31)))
+            if mx is not None:
+                mx.random.seed(int(state[0] % (2**31)))
             if self._worker_init_fn is not None:
                 self._worker_init_fn(worker)
         return self._dataset[idx]
@@ -160,7 +174,7 @@ def make_loader(
     worker_init_fn: Callable | None = None,
     prefetch: int | None = None,
     timeout: int = 120,
-) -> mx.gluon.data.DataLoader:
+):
     """A DataLoader over a detection dataset, with worker processes.
 
     Parameters
@@ -191,7 +205,7 @@ def make_loader(
 
     Returns
     -------
-    mx.gluon.data.DataLoader
+    mx.gluon.data.DataLoader (torch.utils.data.DataLoader without MXNet)
         Yields what ``batchify_fn`` returns, e.g. ``(images (B, ...), labels (B, M, 6))``.
     """
     if int(batch_size) < 1:
@@ -207,13 +221,57 @@ def make_loader(
     if shuffle:
         sampler = SeededRandomSampler(len(dataset), np.random.default_rng(shuffle_seed))
     else:
-        sampler = mx.gluon.data.SequentialSampler(len(dataset))
-    batch_sampler = mx.gluon.data.BatchSampler(sampler, int(batch_size), last_batch)
+        sampler = range(len(dataset)) if mx is None else mx.gluon.data.SequentialSampler(len(dataset))
     if batchify_fn is None:
         batchify_fn = functools.partial(batchify_detection, shared_memory=num_workers > 0)
     if num_workers > 0:
         dataset = _WorkerSeededDataset(dataset, int(worker_seed.generate_state(1)[0]), worker_init_fn)
+    if mx is None:
+        return torch_loader(dataset, _BatchIndices(sampler, int(batch_size), last_batch), batchify_fn, num_workers,
+                            prefetch, timeout)
+    batch_sampler = mx.gluon.data.BatchSampler(sampler, int(batch_size), last_batch)
     return mx.gluon.data.DataLoader(
         dataset, batch_sampler=batch_sampler, batchify_fn=batchify_fn, num_workers=int(num_workers),
         thread_pool=False, prefetch=prefetch, timeout=timeout,
     )
+
+
+class _BatchIndices:
+    """Index lists of ``batch_size`` from a sampler (gluon's BatchSampler, for the torch loader)."""
+
+    def __init__(self, sampler, batch_size: int, last_batch: str):
+        self._sampler, self._size, self._last = sampler, batch_size, last_batch
+        self._carry: list = []
+
+    def __iter__(self):
+        batch, self._carry = self._carry, []
+        for index in self._sampler:
+            batch.append(index)
+            if len(batch) == self._size:
+                yield batch
+                batch = []
+        if batch:
+            if self._last == "keep":
+                yield batch
+            elif self._last == "rollover":
+                self._carry = batch
+
+    def __len__(self):
+        n = len(self._sampler) + (len(self._carry) if self._last == "rollover" else 0)
+        return n // self._size + (1 if self._last == "keep" and n % self._size else 0)
+
+
+def torch_loader(dataset, batch_sampler, collate_fn, num_workers: int = 0, prefetch: int | None = None,
+                 timeout: int = 120, pin_memory: bool = False):
+    """PyTorch's DataLoader over ``dataset[i]`` for the index lists of ``batch_sampler``, collated with
+    ``collate_fn`` (a process per worker; the loader of the machines without MXNet, and of ``--backend torch``)."""
+    import torch.utils.data
+
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = {"timeout": timeout, "multiprocessing_context": "fork" if "fork" in
+                  multiprocessing.get_all_start_methods() else None}
+        if prefetch:
+            kwargs["prefetch_factor"] = max(1, -(-int(prefetch) // int(num_workers)))
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn,
+                                       num_workers=int(num_workers), pin_memory=pin_memory, **kwargs)

@@ -3,7 +3,8 @@
 Every dataset in :mod:`gluon_ssd.data` yields ``(image, label)``:
 
 * ``image``: ``mx.nd.NDArray`` (H, W, 3) uint8 RGB, decoded with MXNet's OpenCV decoder, the pixels
-  GluonCV sees.
+  GluonCV sees. Without MXNet (torch-only machines) a numpy array of the same shape, decoded by
+  opencv-python: the same pixels on every JPEG and PNG tested (tests/test_data_without_mxnet.py).
 * ``label``: ``numpy.ndarray`` (N, 6) float32 rows ``[x1, y1, x2, y2, class, difficult]`` in 0-based
   pixel coordinates of the original image; ``class`` is the index into ``dataset.classes``. An image
   without objects has a (0, 6) label.
@@ -21,8 +22,9 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-import mxnet as mx
 import numpy as np
+
+from .._mxnet import Dataset, mx
 
 __all__ = ["DetectionDataset", "BadImageError", "read_image", "empty_label"]
 
@@ -46,8 +48,9 @@ def empty_label() -> np.ndarray:
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
-def read_image(path: str) -> mx.nd.NDArray:
-    """Decode an image file to RGB the way GluonCV does (``mx.image.imread(path, 1)``).
+def read_image(path: str):
+    """Decode an image file to RGB the way GluonCV does (``mx.image.imread(path, 1)``; opencv-python's
+    ``imdecode`` where MXNet is not installed).
 
     Parameters
     ----------
@@ -56,7 +59,7 @@ def read_image(path: str) -> mx.nd.NDArray:
 
     Returns
     -------
-    mx.nd.NDArray
+    mx.nd.NDArray (numpy array without MXNet)
         (H, W, 3) uint8, RGB.
 
     Raises
@@ -77,6 +80,8 @@ def read_image(path: str) -> mx.nd.NDArray:
             f"JPEG {path} does not end with the end-of-image marker: it is truncated (or has data appended "
             "after the image); re-download or re-encode it"
         )
+    if mx is None:
+        return _cv2_decode(buf, path)
     try:
         img = mx.image.imdecode(buf, flag=1, to_rgb=True)
         img.wait_to_read()
@@ -86,7 +91,17 @@ def read_image(path: str) -> mx.nd.NDArray:
     return img
 
 
-class DetectionDataset(mx.gluon.data.Dataset):
+def _cv2_decode(buf: bytes, path: str) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise BadImageError(f"cannot decode image {path} (OpenCV reads no image from it); replace or re-encode "
+                            "the file")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class DetectionDataset(Dataset):
     """Detection dataset over image files with preloaded labels.
 
     Parameters
@@ -201,7 +216,7 @@ class DetectionDataset(mx.gluon.data.Dataset):
             return img, label
         raise RuntimeError(f"none of the {n} images of this dataset can be read; see the warnings above")
 
-    def _check_size(self, idx: int, img: mx.nd.NDArray) -> None:
+    def _check_size(self, idx: int, img) -> None:
         if self._sizes is None:
             return
         w, h = self._sizes[idx]

@@ -2,15 +2,17 @@
 
 ``imresize`` goes through ``mx.image.imresize`` (the OpenCV that MXNet bundles): the opencv-python
 wheel's bicubic differs from it by one grey level on uint8 images, and GluonCV's validation numbers
-depend on the exact resize. The random training path uses opencv-python directly.
+depend on the exact resize. Where MXNet is not installed it is opencv-python's ``cv2.resize`` (the
+validation of ``--backend torch`` there). The random training path uses opencv-python directly.
 """
 from __future__ import annotations
 
 import logging
 
 import cv2
-import mxnet as mx
 import numpy as np
+
+from .._mxnet import is_ndarray, mx
 
 __all__ = [
     "INTERP_AREA",
@@ -54,7 +56,7 @@ def as_image(img, name: str = "image") -> np.ndarray:
     -------
     np.ndarray, (H, W, 3).
     """
-    if isinstance(img, mx.nd.NDArray):
+    if is_ndarray(img):
         img = img.asnumpy()
     elif not isinstance(img, np.ndarray):
         raise TypeError(f"{name} must be a numpy array or mx.nd.NDArray (H, W, 3), got {type(img).__name__}")
@@ -88,6 +90,8 @@ def imresize(img, width: int, height: int, interp: int) -> np.ndarray:
     """
     if interp not in (0, 1, 2, 3, 4):
         raise ValueError(f"interp must be 0..4 (nearest, bilinear, bicubic, area, lanczos), got {interp}")
+    if mx is None:  # opencv-python (see the module docstring)
+        return cv2.resize(as_image(img), (int(width), int(height)), interpolation=int(interp))
     if not isinstance(img, mx.nd.NDArray):
         img = mx.nd.array(as_image(img), dtype=img.dtype)
     return mx.image.imresize(img, int(width), int(height), interp=int(interp)).asnumpy()

@@ -32,9 +32,9 @@ import os
 from collections.abc import Sequence
 
 import cv2
-import mxnet as mx
 import numpy as np
 
+from .._mxnet import is_ndarray, mx
 from ..specs import IMAGENET_MEAN, IMAGENET_STD
 from .image import (
     as_image,
@@ -69,7 +69,7 @@ CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, No
 # ----------------------------------------------------------------------------------------- labels
 def _as_label(label, name: str = "label") -> np.ndarray:
     """Labels as a float (N, K>=4) numpy array; empty input becomes (0, 6)."""
-    if isinstance(label, mx.nd.NDArray):
+    if is_ndarray(label):
         label = label.asnumpy()
     label = np.asarray(label)
     if label.size == 0:
@@ -254,8 +254,10 @@ class _ProcessRandom:
 
 
 # ---------------------------------------------------------------------------------- presets
-def _mx(array: np.ndarray) -> mx.nd.NDArray:
-    """Wrap a freshly made array without copying it."""
+def _mx(array: np.ndarray):
+    """Wrap a freshly made array as an NDArray without copying it (the array itself without MXNet)."""
+    if mx is None:
+        return np.ascontiguousarray(array)
     return mx.nd.from_numpy(np.ascontiguousarray(array), zero_copy=True)
 
 
@@ -273,8 +275,8 @@ class SSDDefaultValTransform:
     Notes
     -----
     Called as ``(img, label) -> (image, label)``: img (H, W, 3) RGB uint8 (numpy or NDArray), label
-    (N, 4+) numpy; returns image ``mx.nd.NDArray`` (3, height, width) float32 and the label as float32
-    with its boxes scaled to the new size.
+    (N, 4+) numpy; returns image ``mx.nd.NDArray`` (3, height, width) float32 (numpy without MXNet) and the
+    label as float32 with its boxes scaled to the new size.
     """
 
     def __init__(self, width: int, height: int, mean=MEAN, std=STD):
@@ -282,7 +284,7 @@ class SSDDefaultValTransform:
         self._mean, self._std = tuple(mean), tuple(std)
 
     def __call__(self, img, label):
-        src = img if isinstance(img, mx.nd.NDArray) else as_image(img)
+        src = img if is_ndarray(img) else as_image(img)
         height, width = src.shape[:2]
         interp = auto_interp((height, width), (self._height, self._width))
         resized = imresize(src, self._width, self._height, interp)
@@ -307,10 +309,10 @@ def transform_test(imgs, short: int = 512, max_size: int = 1024, mean=MEAN, std=
     For one image ``(tensor, original)``: tensor ``mx.nd.NDArray`` (1, 3, H', W') float32 and the
     resized image as a (H', W', 3) uint8 numpy array for display. For a list, two lists.
     """
-    single = isinstance(imgs, (np.ndarray, mx.nd.NDArray))
+    single = isinstance(imgs, np.ndarray) or is_ndarray(imgs)
     tensors, originals = [], []
     for img in ([imgs] if single else imgs):
-        src = img if isinstance(img, mx.nd.NDArray) else as_image(img)
+        src = img if is_ndarray(img) else as_image(img)
         height, width = src.shape[:2]
         new_w, new_h = resize_short_within_size(height, width, short, max_size)
         resized = imresize(src, new_w, new_h, interp=2)
@@ -338,7 +340,12 @@ def load_test(filenames, short: int = 512, max_size: int = 1024, mean=MEAN, std=
     for name in names:
         if not os.path.isfile(name):
             raise FileNotFoundError(f"image file not found: {name}")
-        imgs.append(mx.image.imread(os.fspath(name)))
+        if mx is None:
+            from .custom import read_image
+
+            imgs.append(read_image(os.fspath(name)))
+        else:
+            imgs.append(mx.image.imread(os.fspath(name)))
     return transform_test(imgs[0] if single else imgs, short, max_size, mean, std)
 
 

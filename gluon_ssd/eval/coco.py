@@ -23,9 +23,9 @@ import logging
 import os
 import tempfile
 
-import mxnet as mx
 import numpy as np
 
+from .._mxnet import EvalMetric, is_ndarray
 from .voc import _as_batch, _flat_rows, _single_flags
 
 __all__ = ["COCO_STAT_NAMES", "coco_stats", "COCODetectionMetric"]
@@ -224,7 +224,7 @@ def coco_stats(gt_json_path, results_json_path, backend="pycocotools"):
     return stats
 
 
-class COCODetectionMetric(mx.metric.EvalMetric):
+class COCODetectionMetric(EvalMetric):
     """COCO bbox mAP for an evaluation loop: collects network outputs, evaluates with :func:`coco_stats`.
 
     Parameters
@@ -440,7 +440,7 @@ class COCODetectionMetric(mx.metric.EvalMetric):
 
 
 def _to_numpy_any(x):
-    if isinstance(x, mx.nd.NDArray):
+    if is_ndarray(x):
         return x.asnumpy()
     if isinstance(x, (list, tuple)):
         return [_to_numpy_any(v) for v in x]

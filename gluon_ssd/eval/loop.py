@@ -16,6 +16,7 @@ What it does, and how it compares with GluonCV 0.10.5's ``eval_ssd.py`` ``valida
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -23,9 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import mxnet as mx
 import numpy as np
 
+from .._mxnet import as_numpy, is_block, mx
 from .coco import COCODetectionMetric
 from .voc import VOC07MApMetric, VOCMApMetric
 
@@ -188,7 +189,7 @@ def _detector_infer(detector) -> Callable:
     """A numpy detector (see :mod:`gluon_ssd.predict`) with the NDArray-in interface of the loop."""
 
     def infer(images):
-        ids, scores, boxes = detector(images.asnumpy())
+        ids, scores, boxes = detector(as_numpy(images))
         batch = len(images)
         return (np.asarray(ids).reshape(batch, -1), np.asarray(scores).reshape(batch, -1),
                 np.asarray(boxes).reshape(batch, -1, 4))
@@ -198,9 +199,9 @@ def _detector_infer(detector) -> Callable:
 
 def _resolve_model(net, ctx):
     """(inference function, model classes or None, the SSD whose NMS evaluate may set, or None)."""
-    if isinstance(net, mx.gluon.Block):
+    if is_block(net):
         block, own_ctx = net, None
-    elif isinstance(getattr(net, "net", None), mx.gluon.Block) and hasattr(net, "ctx"):
+    elif is_block(getattr(net, "net", None)) and hasattr(net, "ctx"):
         # predict.MXNetDetector: feed its network NDArrays directly instead of numpy round trips.
         block, own_ctx = net.net, list(net.ctx)
     elif callable(net):
@@ -307,7 +308,7 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
     tic = time.perf_counter()
     try:
         with tqdm(total=len(dataset), unit="img", desc="evaluating", disable=not progress, leave=False) as bar, \
-                mx.autograd.predict_mode():
+                (mx.autograd.predict_mode() if mx is not None else contextlib.nullcontext()):
             for images, labels in loader:
                 n = images.shape[0]
                 ids, scores, boxes = infer(images)
@@ -323,7 +324,7 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
                 if is_coco:
                     metric.update(boxes, ids, scores, image_ids=batch_ids, image_sizes=batch_sizes)
                 else:
-                    label = labels.asnumpy()
+                    label = as_numpy(labels)
                     metric.update(boxes, ids, scores, label[..., 0:4], label[..., 4:5],
                                   label[..., 5:6] if label.shape[-1] > 5 else None)
                 scale = np.tile(batch_sizes / np.array([width, height], dtype=np.float64), (1, 2))
@@ -384,8 +385,10 @@ def benchmark(net, data_shape, batch_size: int = 8, num_iterations: int = 100, c
                          f"{num_iterations}")
     infer, _, _ = _resolve_model(net, ctx)
     rng = np.random.default_rng(seed)
-    data = mx.nd.array(rng.uniform(-1.0, 1.0, (int(batch_size), 3, height, width)).astype(np.float32))
-    with mx.autograd.predict_mode():
+    data = rng.uniform(-1.0, 1.0, (int(batch_size), 3, height, width)).astype(np.float32)
+    if is_block(net) or is_block(getattr(net, "net", None)):
+        data = mx.nd.array(data)
+    with mx.autograd.predict_mode() if mx is not None else contextlib.nullcontext():
         for _ in range(max(int(warmup), 0)):
             infer(data)
         tic = time.perf_counter()

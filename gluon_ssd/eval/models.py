@@ -34,7 +34,7 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
     ValueError (an unknown network, random weights, a custom network without its file, a file of another
     network or of another number of classes); FileNotFoundError for a missing file.
     """
-    from ..model_zoo import get_spec
+    from ..specs import get_spec
 
     try:
         custom = get_spec(name).dataset == "custom"
@@ -45,7 +45,10 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
     if custom and pretrained is True:
         raise ValueError(f"{name} has no published weights: pass the parameter file written by training "
                          "(--pretrained PATH)")
-    if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")):
+    from .._mxnet import HAVE_MXNET
+
+    # (Without MXNet the twin's loader checks a .params file itself, with the same messages.)
+    if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")) and HAVE_MXNET:
         check_parameter_file(pretrained, name, classes, custom, dataset_kind, request)
     return custom
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-import mxnet as mx
 import numpy as np
+
+from .._mxnet import EvalMetric, is_ndarray
 
 __all__ = ["VOCMApMetric", "VOC07MApMetric", "PRCurve", "voc_iou"]
 
@@ -96,7 +97,7 @@ def _pair_iou(a, b):
 
 
 def _to_numpy(x):
-    if isinstance(x, mx.nd.NDArray):
+    if is_ndarray(x):
         return x.asnumpy()
     return np.asarray(x)
 
@@ -187,7 +188,7 @@ def _average_precision_area(recall, precision):
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-class VOCMApMetric(mx.metric.EvalMetric):
+class VOCMApMetric(EvalMetric):
     """Mean average precision, area under the monotone precision envelope (VOC2010+ "all-point").
 
     Parameters

@@ -8,14 +8,10 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import nn
 
+from ..specs import BACKBONE_KEY_MAP, transition_channels  # noqa: F401  (BACKBONE_KEY_MAP: gluon_ssd.params)
 from ..specs import RESNET34_V1B_CHANNELS as _CHANNELS
 from ..specs import RESNET34_V1B_LAYERS as _LAYERS_34
 from ..specs import RESNET34_V1B_SSD_STRIDES as _SSD_STRIDES
-from ..specs import transition_channels
-
-# Backbone-file key prefixes (GluonCV's resnet34_v1b classifier) -> this extractor's keys.
-BACKBONE_KEY_MAP = (("conv1.", "stage1.0."), ("bn1.", "stage1.1."), ("layer1.", "stage1.4."),
-                    ("layer2.", "stage1.5."), ("layer3.", "stage2.0."), ("layer4.", "stage2.1."))
 
 
 class BasicBlockV1b(nn.HybridBlock):

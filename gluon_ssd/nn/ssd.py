@@ -8,6 +8,7 @@ import mxnet as mx
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..specs import anchor_alloc_sizes
 from .anchors import AnchorGenerator
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,9 @@ class SSD(nn.HybridBlock):
             self.class_predictors = nn.HybridSequential()
             self.box_predictors = nn.HybridSequential()
             self.anchor_generators = nn.HybridSequential()
-            alloc = anchor_alloc_size
-            for i in range(num_layers):
+            for i, alloc in enumerate(anchor_alloc_sizes(num_layers, anchor_alloc_size)):
                 gen = AnchorGenerator(i, (sizes[i], sizes[i + 1]), ratios[i], steps[i], (alloc, alloc),
                                       kind=anchor_kind, prefix=f"{anchor_kind}anchorgenerator{i}_")
-                alloc = max(alloc // 2, 16)
                 self.anchor_generators.add(gen)
                 # GluonCV creates the class and box heads alternately, so their names interleave.
                 self.class_predictors.add(ConvPredictor(gen.num_depth * (self.num_classes + 1),

@@ -1,5 +1,16 @@
-"""Training: target generation and the SSD loss."""
-from .loss import SSDMultiBoxLoss
-from .target import SSDTargetGenerator, batch_targets
+"""Training: target generation and the SSD loss (MXNet), and the training loop (shared with --backend torch)."""
 
 __all__ = ["SSDMultiBoxLoss", "SSDTargetGenerator", "batch_targets"]
+
+
+def __getattr__(name):
+    # Lazy: the training loop (gluon_ssd.train.fit, .run) also runs where MXNet is not installed.
+    if name == "SSDMultiBoxLoss":
+        from .loss import SSDMultiBoxLoss
+
+        return SSDMultiBoxLoss
+    if name in ("SSDTargetGenerator", "batch_targets"):
+        from . import target
+
+        return getattr(target, name)
+    raise AttributeError(f"module 'gluon_ssd.train' has no attribute {name!r}")

@@ -15,12 +15,13 @@ import random
 import tempfile
 import zipfile
 
-import mxnet as mx
 import numpy as np
 
+from .._mxnet import mx, require
 from ..fileio import atomic_write
 
 FORMAT = "gluon_ssd-checkpoint-1"
+_MXNET_ERROR = mx.base.MXNetError if mx is not None else KeyError  # (KeyError: caught anyway)
 
 
 @dataclasses.dataclass
@@ -31,6 +32,7 @@ class Checkpoint:
 
 
 def _nd_bytes(arrays: dict) -> bytes:
+    require("an MXNet training checkpoint")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "a.params")
         mx.nd.save(path, arrays)
@@ -39,6 +41,7 @@ def _nd_bytes(arrays: dict) -> bytes:
 
 
 def _nd_from_bytes(data: bytes) -> dict:
+    require("reading an MXNet training checkpoint")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "a.params")
         with open(path, "wb") as f:
@@ -90,7 +93,7 @@ def load_checkpoint(path) -> Checkpoint:
             meta = json.loads(zf.read("meta.json"))
             params = _nd_from_bytes(zf.read("params.params"))
             states = zf.read("trainer.states")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, mx.base.MXNetError) as err:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, _MXNET_ERROR) as err:
         raise ValueError(f"{path} is not a readable gluon_ssd checkpoint ({err}); use the *_last.ckpt file "
                          "a training run writes") from None
     if meta.get("format") != FORMAT:

@@ -16,10 +16,9 @@ import math
 import os
 import time
 
-import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
 
+from .._mxnet import Dataset, mx
 from ..data.batchify import batchify_detection
 from ..fileio import atomic_write
 from . import checkpoint as ckpt
@@ -110,7 +109,7 @@ class EpochBatchSampler:
             yield [(self.epoch, int(i)) for i in chunk[self.rank * local:(self.rank + 1) * local]]
 
 
-class SeededAugmentation(gluon.data.Dataset):
+class SeededAugmentation(Dataset):
     """dataset[(epoch, i)] -> the i-th item augmented with an RNG seeded by (seed, epoch, i)."""
 
     def __init__(self, dataset, transform, seed):
@@ -147,7 +146,7 @@ def _contexts(cfg: TrainConfig):
 
 
 def _split(batch, ctx_list):
-    return gluon.utils.split_and_load(batch, ctx_list, batch_axis=0, even_split=True)
+    return mx.gluon.utils.split_and_load(batch, ctx_list, batch_axis=0, even_split=True)
 
 
 class Trainer:
@@ -204,10 +203,10 @@ class Trainer:
         kvstore = self.kv if self.kv is not None else cfg.kvstore
         # Workers apply the summed gradients themselves, so every worker holds the same weights.
         update_on_kv = False if (self.kv is not None or cfg.amp) else None
-        return gluon.Trainer(params, "sgd", opt, kvstore=kvstore, update_on_kvstore=update_on_kv)
+        return mx.gluon.Trainer(params, "sgd", opt, kvstore=kvstore, update_on_kvstore=update_on_kv)
 
     def _loader(self, sampler):
-        return gluon.data.DataLoader(self.train_data, batch_sampler=sampler, batchify_fn=batchify_detection,
+        return mx.gluon.data.DataLoader(self.train_data, batch_sampler=sampler, batchify_fn=batchify_detection,
                                      num_workers=self.cfg.num_workers, thread_pool=False)
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -327,7 +326,7 @@ class Trainer:
             box_t.append(b)
         local_pos = sum(float((c > 0).sum().asscalar()) for c in cls_t)
         num_pos = self._global_num_pos(local_pos)
-        with autograd.record():
+        with mx.autograd.record():
             cls_p, box_p = [], []
             for x in data:
                 c, b, _ = self.net(x)
@@ -338,9 +337,9 @@ class Trainer:
                 from mxnet.contrib import amp
 
                 with amp.scale_loss(total, self.trainer) as scaled:
-                    autograd.backward(scaled)
+                    mx.autograd.backward(scaled)
             else:
-                autograd.backward(total)
+                mx.autograd.backward(total)
         # Losses are already normalized by the positives of the whole (global) batch: step(1).
         self.trainer.step(1.0 / self.parts if self.hvd is not None else 1)
         values = [sum(float(v.sum().asscalar()) for v in part) for part in (total, cls_loss, box_loss)]
@@ -355,7 +354,7 @@ class Trainer:
             from mxnet.contrib import amp
 
             amp.init_trainer(self.trainer)
-        with autograd.train_mode():
+        with mx.autograd.train_mode():
             # Like GluonCV, anchors come from a training-mode forward on zeros. It moves BatchNorm running
             # statistics, so it runs before a resume restores them.
             zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape), ctx=self.ctx[0])
@@ -397,7 +396,8 @@ class Trainer:
 
         cfg, epoch = self.cfg, self.epoch
         sampler.epoch, sampler.start_batch = epoch, self.batch_in_epoch
-        mx.random.seed(cfg.seed + epoch)
+        if mx is not None:
+            mx.random.seed(cfg.seed + epoch)
         sums = np.zeros(3)
         seen = 0
         tic = btic = time.time()

@@ -4,14 +4,14 @@ from __future__ import annotations
 import logging
 import os
 
-import mxnet as mx
 import numpy as np
 
 from .. import specs
+from .._mxnet import is_block, mx
 from ..classes import COCO_CLASSES, VOC_CLASSES
 from ..data.open import TRAINING_SPLITS
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
-from ..model_zoo import MODEL_SPECS
+from ..specs import MODEL_SPECS
 from .fit import TrainConfig, Trainer, TrainingError, _contexts
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,9 @@ def prepare(cfg: TrainConfig):
         raise TrainingError(f"--lr-mode {cfg.lr_mode!r}: use step or cosine")
     cfg.model_name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
     cls = trainer_class(cfg.backend)
+    if cfg.backend == "mxnet" and mx is None:
+        raise TrainingError("--backend mxnet needs MXNet, which is not installed here; --backend torch trains the "
+                            "PyTorch twin (README, 'Training the PyTorch twin')")
     if cfg.backend == "mxnet":
         ctx = _contexts(cfg)
         if cfg.batch_size % len(ctx):
@@ -171,15 +174,22 @@ def prepare(cfg: TrainConfig):
             raise TrainingError("--channels-last and --compile are options of --backend torch")
     else:
         # Other backends start from the gluon network built and initialized here on the CPU (the same weights
-        # for the same --seed), and check their own devices and options.
-        ctx = [mx.cpu()]
+        # for the same --seed), and check their own devices and options. Without MXNet there is no gluon
+        # network (net None): the backend initializes its own the same way (--backend torch: convert.init).
+        ctx = [mx.cpu()] if mx is not None else []
         cls.check_config(cfg)
     if cfg.resume and not os.path.isfile(cfg.resume):
         raise TrainingError(f"--resume {cfg.resume}: no such file")
     train_ds, val_ds, classes, metric = build_datasets(cfg)
-    mx.random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    net = build_network(cfg, classes, ctx)
+    if mx is None:
+        net = None
+        _parse_bool_or_path(cfg.pretrained_base)  # the flag's errors before any work
+        if cfg.transfer and not os.path.isfile(cfg.transfer) and cfg.transfer not in MODEL_SPECS:
+            raise TrainingError(f"--transfer {cfg.transfer}: neither a file nor a model name")
+    else:
+        mx.random.seed(cfg.seed)
+        net = build_network(cfg, classes, ctx)
     folder = os.path.dirname(cfg.save_prefix + cfg.model_name)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -195,11 +205,11 @@ def train(cfg: TrainConfig):
     net, train_ds, val_ds, classes, metric, ctx = prepare(cfg)
     transform = SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape, max_expand=cfg.max_expand)
     train_data = SeededAugmentation(train_ds, transform, cfg.seed)
-    val_bs = cfg.val_batch_size or max(cfg.batch_size // max(len(ctx), 1), 1) * len(ctx)
+    val_bs = cfg.val_batch_size or max(cfg.batch_size // max(len(ctx), 1), 1) * max(len(ctx), 1)
 
     def eval_fn(model, dataset):  # model: the gluon net, or a detector callable (another backend)
         return evaluate(model, dataset, cfg.data_shape, batch_size=val_bs,
-                        ctx=ctx if isinstance(model, mx.gluon.Block) else None, metric=metric,
+                        ctx=ctx if is_block(model) else None, metric=metric,
                         num_workers=cfg.num_workers, progress=cfg.progress)
 
     return trainer_class(cfg.backend)(cfg, net, train_data, val_ds, classes, eval_fn).fit()

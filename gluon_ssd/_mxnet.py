@@ -1,0 +1,95 @@
+"""MXNet where it is installed, and what the data, evaluation and training code uses in its place where it is not.
+
+The machines with today's GPUs have PyTorch and no MXNet (mxnet-cu112 has no sm_90 code), and
+``train_ssd.py --backend torch`` / ``eval_ssd.py --backend torch`` run there. So the modules they import
+(datasets, transforms, batching, metrics, the training loop) take ``mx`` from here: the module, or None.
+Their MXNet-only paths call :func:`require`, which names what needs MXNet; the shared paths check ``mx is
+None`` and use numpy / OpenCV (see :func:`gluon_ssd.data.custom.read_image` and
+:func:`gluon_ssd.data.image.imresize` for how their pixels compare).
+"""
+from __future__ import annotations
+
+try:
+    import mxnet as mx
+except ImportError:  # torch-only machines
+    mx = None
+
+HAVE_MXNET = mx is not None
+
+
+def require(what: str):
+    """The mxnet module, or an ImportError that says ``what`` needs it and what runs without it."""
+    if mx is None:
+        raise ImportError(f"{what} needs MXNet, which is not installed here (pip install -r requirements.txt "
+                          "on a machine where mxnet runs); without it, train and evaluate the PyTorch twin "
+                          "with --backend torch")
+    return mx
+
+
+if mx is not None:
+    Dataset = mx.gluon.data.Dataset
+    EvalMetric = mx.metric.EvalMetric
+else:
+    class Dataset:
+        """Stands in for ``mx.gluon.data.Dataset`` (a length and items) without MXNet."""
+
+        def __getitem__(self, idx):
+            raise NotImplementedError
+
+        def __len__(self):
+            raise NotImplementedError
+
+        def transform(self, fn, lazy=True):
+            """The items through ``fn`` (called with the fields of a tuple item), as gluon's."""
+            return _Transformed(self, fn)
+
+    class _Transformed(Dataset):
+        def __init__(self, data, fn):
+            self._data, self._fn = data, fn
+
+        def __len__(self):
+            return len(self._data)
+
+        def __getitem__(self, idx):
+            item = self._data[idx]
+            return self._fn(*item) if isinstance(item, tuple) else self._fn(item)
+
+    class EvalMetric:
+        """Stands in for ``mx.metric.EvalMetric`` without MXNet: the name and the (name, value) pairs."""
+
+        def __init__(self, name, output_names=None, label_names=None, **kwargs):
+            self.name = str(name)
+            self.output_names, self.label_names = output_names, label_names
+            self._kwargs = kwargs
+            self.reset()
+
+        def reset(self):
+            self.num_inst, self.sum_metric = 0, 0.0
+
+        def get(self):
+            if self.num_inst == 0:
+                return self.name, float("nan")
+            return self.name, self.sum_metric / self.num_inst
+
+        def get_name_value(self):
+            name, value = self.get()
+            names = name if isinstance(name, list) else [name]
+            values = value if isinstance(value, list) else [value]
+            return list(zip(names, values))
+
+
+def is_ndarray(x) -> bool:
+    """Whether ``x`` is an ``mx.nd.NDArray`` (never, without MXNet)."""
+    return mx is not None and isinstance(x, mx.nd.NDArray)
+
+
+def is_block(x) -> bool:
+    """Whether ``x`` is a gluon Block (never, without MXNet)."""
+    return mx is not None and isinstance(x, mx.gluon.Block)
+
+
+def as_numpy(x):
+    """An NDArray's values as numpy; anything else through ``np.asarray`` (torch CPU tensors included)."""
+    import numpy as np
+
+    return x.asnumpy() if is_ndarray(x) else np.asarray(x)

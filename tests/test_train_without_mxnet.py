@@ -1,0 +1,115 @@
+"""train_ssd.py / eval_ssd.py --backend torch where MXNet is not installed, as on the GPU machines.
+
+The runs go in subprocesses whose imports of mxnet fail (tests.helpers.WITHOUT_MXNET); what they write is
+checked here with MXNet: the GluonCV parameter files load into gluon_ssd and detect as the .pth twin does, the
+backbone of --pretrained-base came from the file, a run stopped in epoch 1 and resumed ends with the weights
+of the uninterrupted one, and eval_ssd.py scores the best weights as the run's validation did.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from tests.helpers import WITHOUT_MXNET, running_beside
+
+NAME = "ssd_300_mobilenet0.25_custom"
+
+
+def _script(tool: str, args: list) -> list:
+    """The command line of ``tool`` (train_ssd.py, eval_ssd.py) in a Python without MXNet."""
+    code = WITHOUT_MXNET + f"""
+import runpy
+sys.argv = [{tool!r}] + {args!r}
+try:
+    runpy.run_path({str(ROOT / tool)!r}, run_name="__main__")
+finally:
+    assert "mxnet" not in sys.modules
+"""
+    return [sys.executable, "-c", code]
+
+
+def _run(tool, args, timeout=600):
+    out = subprocess.run(_script(tool, args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """An ImageNet-classifier file of mobilenet0.25 as MXNet's model zoo writes it (random weights)."""
+    path = tmp_path_factory.mktemp("backbone") / "mobilenet0.25.params"
+    mx.random.seed(3)
+    net = mx.gluon.model_zoo.vision.get_model("mobilenet0.25")
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 224, 224)))
+    net.save_parameters(str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_path):
+    from convert.mapping import gluon_to_torch, load_torch_model
+    from convert.training import load_checkpoint
+    from gluon_ssd import get_model
+
+    common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "2",
+              "--lr", "0.01", "--val-interval", "1", "--save-interval", "2", "--seed", "11", "--backend", "torch",
+              "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--gpus", "", "-j", "2",
+              "--pretrained-base", str(backbone_file), "--no-progress", "--log-interval", "1"]
+    full, part = str(tmp_path / "full") + "/", str(tmp_path / "part") + "/"
+    # 12 images, batch 4: 3 iterations per epoch; the second run stops inside epoch 1 and is resumed.
+    with running_beside(_script("train_ssd.py", common + ["--save-prefix", full]), tmp_path / "full.txt"):
+        stopped = _run("train_ssd.py", common + ["--save-prefix", part, "--max-iterations", "4"])
+    loaded = re.search(r"loaded (\d+) backbone tensors from " + re.escape(str(backbone_file)),
+                       open(part + NAME + "_train.log").read())
+    assert loaded and int(loaded.group(1)) == 135, stopped.stderr[-2000:]  # 27 convs, 27 BNs of 4 tensors
+    ckpt = part + NAME + "_last.ckpt"
+    assert load_checkpoint(ckpt)[1]["iteration"] == 4
+    _run("train_ssd.py", common + ["--save-prefix", part, "--resume", ckpt])
+
+    # Exact resume: the same weights (and optimizer state) as the uninterrupted run.
+    (a, meta_a), (b, meta_b) = load_checkpoint(full + NAME + "_last.ckpt"), load_checkpoint(ckpt)
+    assert meta_a["epoch"] == meta_b["epoch"] == 2 and meta_a["iteration"] == meta_b["iteration"] == 6
+    for key, value in a["model"].items():
+        np.testing.assert_array_equal(b["model"][key].numpy(), value.numpy(), err_msg=key)
+    history = [json.loads(line) for line in open(full + NAME + "_metrics.jsonl")]
+    epochs = [h for h in history if h["kind"] == "epoch"]
+    assert len(epochs) == 2 and all(0 <= h["map"] <= 1 for h in epochs)
+    assert [h["map"] for h in epochs] == [h["map"] for h in (json.loads(line) for line in
+                                          open(part + NAME + "_metrics.jsonl")) if h["kind"] == "epoch"]
+    files = set(os.listdir(full))
+    assert {NAME + "_best.params", NAME + "_best.pth", NAME + "_0001_" + f"{epochs[1]['map']:.4f}.params",
+            NAME + "_curves.png", NAME + "_best_map.log"} <= files, files
+
+    # The GluonCV file written without MXNet (gluon_ssd.ndfile) loads into gluon_ssd and gives the .pth's weights.
+    classes = [c.strip() for c in open(os.path.join(tiny_train_dataset, "classes.txt")) if c.strip()]
+    best = full + NAME + "_best.params"
+    net = get_model(NAME, pretrained=best, classes=classes)
+    twin = load_torch_model(full + NAME + "_best.pth")
+    arrays = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+    state, _ = gluon_to_torch(twin, arrays, source=best)
+    for key, value in twin.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(state[key].numpy(), value.numpy(), err_msg=key)
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 300, 300)).astype("float32")
+    with mx.autograd.predict_mode():
+        scores_mx = net(mx.nd.array(x))[1].asnumpy()
+    with torch.no_grad():
+        scores_t = twin.eval()(torch.from_numpy(x))[1].numpy()
+    np.testing.assert_allclose(scores_t, scores_mx, atol=1e-4)
+
+    # eval_ssd.py --backend torch without MXNet on the best .pth gives the mAP of the run's best validation.
+    out = _run("eval_ssd.py", ["--backend", "torch", "--network", "mobilenet0.25", "--data-shape", "300",
+                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained",
+                               full + NAME + "_best.pth", "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2",
+                               "--batch-size", "4"])
+    best_map = max(h["map"] for h in epochs)
+    assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
