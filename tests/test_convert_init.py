@@ -300,3 +300,56 @@ assert not [m for m in sys.modules if m == "mxnet" or m.startswith("mxnet.")]
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) == 27 * 5
+
+
+def test_start_model_transfers_as_the_gluon_trainer(tmp_path):
+    """start_model(transfer=FILE) against train_ssd.py's gluon start (gluon_ssd.train.run.build_network, which
+    loads the file and calls reset_class with the shared class names): every tensor but the class heads equal,
+    and in the class heads the background and the shared classes' outputs; a class the file lacks starts
+    fresh (drawn, not copied). Class names carry over from files of 20 or 80 classes (VOC, COCO) only, as in
+    gluon_ssd. Same classes as the file: the file's weights, all of them."""
+    from convert.init import start_model
+    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.run import build_network
+
+    from gluon_ssd.classes import VOC_CLASSES
+
+    file_classes = VOC_CLASSES
+    source = gluon_ssd.get_model("ssd_300_mobilenet0.25_voc", pretrained_base=False)
+    rng = np.random.default_rng(0)
+    for key, param in source._collect_params_with_prefix().items():
+        if not key.startswith("anchor_generators."):  # (the anchors are the formula's, as in every real file)
+            param.set_data(mx.nd.array(rng.normal(0, 1, param.shape).astype(np.float32)))
+    path = str(tmp_path / "voc.params")
+    source.save_parameters(path)
+
+    name, classes = "ssd_300_mobilenet0.25_custom", ("dog", "zebra", "cat")
+    cfg = TrainConfig(network="mobilenet0.25", data_shape=300, dataset="custom", transfer=path, model_name=name)
+    net = build_network(cfg, classes, [mx.cpu()])
+    twin = get_torch_model(name, classes=classes)
+    expected, _ = gluon_to_torch(twin, param_arrays(net), source="gluon")
+    model, _ = start_model(name, classes, seed=1, transfer=path)
+    got = model.state_dict()
+    arrays = param_arrays(source)
+    rows = (0, 1, 3)  # background, dog, cat: the same rows as gluon's (the file's); zebra (2) fresh
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith("class_predictors."):
+            index = int(key.split(".")[1])
+            anchors = twin.anchor_generators[index].num_anchors
+            ours, theirs = (t.reshape(anchors, len(classes) + 1, -1).numpy() for t in (got[key], value))
+            for row in rows:
+                np.testing.assert_array_equal(ours[:, row], theirs[:, row], err_msg=f"{key} row {row}")
+            dog = arrays[f"class_predictors.{index}.predictor.{key.split('.')[-1]}"].reshape(ours.shape[0], 21, -1)
+            np.testing.assert_array_equal(ours[:, 1], dog[:, 1 + VOC_CLASSES.index("dog")])
+            if key.endswith("weight"):
+                assert not np.allclose(ours[:, 2], theirs[:, 2]) and np.abs(ours[:, 2]).max() < 1
+        else:
+            np.testing.assert_array_equal(got[key].numpy(), value.numpy(), err_msg=key)
+
+    same, _ = start_model(name, file_classes, seed=1, transfer=path)
+    table = key_map(same)
+    for key, value in same.state_dict().items():
+        if key in table:
+            np.testing.assert_array_equal(value.numpy(), arrays[table[key]], err_msg=key)

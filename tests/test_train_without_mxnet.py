@@ -3,7 +3,8 @@
 The runs go in subprocesses whose imports of mxnet fail (tests.helpers.WITHOUT_MXNET); what they write is
 checked here with MXNet: the GluonCV parameter files load into gluon_ssd and detect as the .pth twin does, the
 backbone of --pretrained-base came from the file, a run stopped in epoch 1 and resumed ends with the weights
-of the uninterrupted one, and eval_ssd.py scores the best weights as the run's validation did.
+of the uninterrupted one, and eval_ssd.py (without MXNet too) scores the best weights as the run's validation
+did.
 """
 import json
 import os
@@ -106,10 +107,10 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
         scores_t = twin.eval()(torch.from_numpy(x))[1].numpy()
     np.testing.assert_allclose(scores_t, scores_mx, atol=1e-4)
 
-    # eval_ssd.py --backend torch without MXNet on the best .pth gives the mAP of the run's best validation.
+    # eval_ssd.py --backend torch without MXNet on the best weights (the .params file: read by gluon_ssd.ndfile)
+    # gives the mAP of the run's best validation.
     out = _run("eval_ssd.py", ["--backend", "torch", "--network", "mobilenet0.25", "--data-shape", "300",
-                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained",
-                               full + NAME + "_best.pth", "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2",
+                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained", best, "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2",
                                "--batch-size", "4"])
     best_map = max(h["map"] for h in epochs)
     assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
