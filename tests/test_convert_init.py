@@ -309,10 +309,9 @@ def test_start_model_transfers_as_the_gluon_trainer(tmp_path):
     fresh (drawn, not copied). Class names carry over from files of 20 or 80 classes (VOC, COCO) only, as in
     gluon_ssd. Same classes as the file: the file's weights, all of them."""
     from convert.init import start_model
+    from gluon_ssd.classes import VOC_CLASSES
     from gluon_ssd.train.fit import TrainConfig
     from gluon_ssd.train.run import build_network
-
-    from gluon_ssd.classes import VOC_CLASSES
 
     file_classes = VOC_CLASSES
     source = gluon_ssd.get_model("ssd_300_mobilenet0.25_voc", pretrained_base=False)

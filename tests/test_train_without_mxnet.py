@@ -110,7 +110,7 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
     # eval_ssd.py --backend torch without MXNet on the best weights (the .params file: read by gluon_ssd.ndfile)
     # gives the mAP of the run's best validation.
     out = _run("eval_ssd.py", ["--backend", "torch", "--network", "mobilenet0.25", "--data-shape", "300",
-                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained", best, "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2",
-                               "--batch-size", "4"])
+                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained", best,
+                               "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2", "--batch-size", "4"])
     best_map = max(h["map"] for h in epochs)
     assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
