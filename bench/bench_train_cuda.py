@@ -3,7 +3,9 @@
     python bench/bench_train_cuda.py [--models ssd_300_vgg16_atrous_voc,ssd_512_resnet50_v1_voc]
                                      [--batches 32,64] [--iterations 100] [--warmup 15] [--loss-iterations 10]
                                      [--loss-model ssd_300_vgg16_atrous_voc] [--loss-batch 8] [--device cuda]
-                                     [--compile] [--json results.json]
+                                     [--compile] [--trainer-iterations 200] [--trainer-batch 32]
+                                     [--trainer-network vgg16_atrous] [--trainer-data-shape 300] [-j 8]
+                                     [--json results.json]
 
 Throughput: images/s of the training step of ``train_ssd.py --backend torch`` (convert.targets.batch_targets on
 the device, :func:`convert.train_ops.train_step`: forward, SSDLoss with hard negative mining, backward, MXNet's
@@ -11,6 +13,12 @@ SGD update), channels_last, for each model x batch x precision: fp32 (torch's de
 convolutions use TF32) and bf16 autocast. The batches are synthetic (filled rectangles on noise, 1-6 boxes per
 image, four batches cycled), the weights the twin's random initialization; every step ends with its losses on the
 host, as the trainer's does.
+
+The whole trainer: ``train_ssd.py --backend torch --amp --channels-last`` (bf16) for about
+``--trainer-iterations`` iterations (whole epochs) on the synthetic VOC-format dataset (written first,
+``--trainer-images`` images), with ``-j`` data workers: the training samples/s of its metrics.jsonl epochs after
+the first, data loading, augmentation and targets included. It needs what the trainer needs without MXNet:
+opencv-python, tqdm, matplotlib (skipped, and said so, where they are missing).
 
 Losses: the first ``--loss-iterations`` iterations of ``--loss-model`` at ``--loss-batch`` from the same weights and
 batches on the CPU (float32) and on the device (float32 with TF32 off, and bf16 autocast): their relative
@@ -117,6 +125,44 @@ def throughput(args):
     return rows
 
 
+def trainer_throughput(args) -> dict:
+    """samples/s of the whole ``--backend torch`` trainer on the synthetic dataset (see the module docstring)."""
+    import tempfile
+
+    try:
+        import cv2  # noqa: F401
+        import matplotlib  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError as err:
+        print(f"trainer: skipped ({err})", flush=True)
+        return {"skipped": str(err)}
+    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.run import train
+
+    device = torch.device(args.device)
+    gpus = "" if device.type == "cpu" else str(device.index or 0)
+    per_epoch = args.trainer_images // args.trainer_batch
+    epochs = max(1, round(args.trainer_iterations / per_epoch))  # whole epochs (metrics.jsonl times epochs)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(network=args.trainer_network, data_shape=args.trainer_data_shape,
+                          batch_size=args.trainer_batch, dataset="synthetic", dataset_root=os.path.join(tmp, "data"),
+                          synthetic_train=args.trainer_images, synthetic_val=4, num_workers=args.workers, gpus=gpus,
+                          epochs=epochs, lr=0.001, val_interval=0, save_interval=0, log_interval=0,
+                          save_prefix=os.path.join(tmp, "run") + "/", pretrained_base="False", progress=False,
+                          backend="torch", amp=True, channels_last=True)
+        start = time.perf_counter()
+        history = train(cfg)
+        seconds = time.perf_counter() - start
+    speeds = [h["samples_per_sec"] for h in history[1:]] or [h["samples_per_sec"] for h in history]
+    result = {"model": cfg.model_name, "batch": args.trainer_batch, "workers": args.workers,
+              "iterations": epochs * per_epoch, "epochs": len(history), "seconds_with_dataset": seconds,
+              "samples_per_s": float(np.median(speeds)), "epoch_samples_per_s": [h["samples_per_sec"] for h in history],
+              "last_loss": history[-1]["loss"]}
+    print(f"trainer {cfg.model_name} batch {args.trainer_batch}, -j {args.workers}, bf16: "
+          f"{result['samples_per_s']:.1f} samples/s (median of epochs after the first)", flush=True)
+    return result
+
+
 def loss_parity(args):
     name = args.loss_model
     torch.manual_seed(0)
@@ -153,6 +199,12 @@ def main(argv=None):
     parser.add_argument("--loss-batch", type=int, default=8)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--trainer-iterations", type=int, default=200, help="0 skips the whole-trainer run")
+    parser.add_argument("--trainer-batch", type=int, default=32)
+    parser.add_argument("--trainer-images", type=int, default=640, help="synthetic training images (an epoch)")
+    parser.add_argument("--trainer-network", default="vgg16_atrous")
+    parser.add_argument("--trainer-data-shape", type=int, default=300)
+    parser.add_argument("-j", "--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args(argv)
     if torch.device(args.device).type == "cuda":
@@ -165,6 +217,7 @@ def main(argv=None):
     print(f"torch {torch.__version__} on {where}", flush=True)
     rows = throughput(args)
     series = loss_parity(args) if args.loss_iterations else {}
+    trainer = trainer_throughput(args) if args.trainer_iterations else {}
     print(f"\n{where}, torch {torch.__version__}, channels_last, {args.iterations} timed steps after {args.warmup}")
     print("| model | batch | precision | images/s | peak GiB |\n|---|---|---|---|---|")
     for r in rows:
@@ -179,9 +232,14 @@ def main(argv=None):
                 rel = np.abs(np.array(values) - ref) / np.abs(ref)
                 print(f"| {label.replace('device', args.device)}: relative difference | "
                       + " | ".join(f"{v:.1e}" for v in rel) + " |")
+    if trainer.get("samples_per_s"):
+        print(f"\nwhole trainer ({trainer['model']}, bf16, channels_last, batch {trainer['batch']}, -j "
+              f"{trainer['workers']}): {trainer['samples_per_s']:.1f} samples/s over {trainer['iterations']} "
+              f"iterations; per epoch {', '.join(f'{v:.0f}' for v in trainer['epoch_samples_per_s'])}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"where": where, "torch": torch.__version__, "throughput": rows, "losses": series}, f, indent=1)
+            json.dump({"where": where, "torch": torch.__version__, "throughput": rows, "losses": series,
+                       "trainer": trainer}, f, indent=1)
 
 
 if __name__ == "__main__":

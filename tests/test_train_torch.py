@@ -378,15 +378,18 @@ print(default, took, *[n for pair in settled for n in pair])
 
 def test_cuda_training_bench_runs_without_mxnet(tmp_path):
     """bench/bench_train_cuda.py is what the lent GPU machines (torch only, no registries) run: here on the CPU
-    with MXNet unimportable, two tiny configurations. Two CPU runs from the same weights and batches give the
-    same losses (the comparison machinery pairs them), and the losses are finite."""
+    with MXNet unimportable, two tiny configurations and a 4-iteration run of the whole trainer. Two CPU runs
+    from the same weights and batches give the same losses (the comparison machinery pairs them), and the
+    losses are finite."""
     out = tmp_path / "cuda.json"
     code = WITHOUT_MXNET + f"""
 sys.path.insert(0, "bench")
 import bench_train_cuda
 bench_train_cuda.main(["--device", "cpu", "--models", "ssd_300_mobilenet0.25_voc", "--batches", "2",
                        "--iterations", "1", "--warmup", "1", "--loss-iterations", "2",
-                       "--loss-model", "ssd_300_mobilenet0.25_voc", "--loss-batch", "2", "--json", {str(out)!r}])
+                       "--loss-model", "ssd_300_mobilenet0.25_voc", "--loss-batch", "2", "--trainer-iterations", "4",
+                       "--trainer-batch", "2", "--trainer-images", "4", "--trainer-network", "mobilenet0.25",
+                       "-j", "1", "--json", {str(out)!r}])
 assert "mxnet" not in sys.modules
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=300)
@@ -398,5 +401,8 @@ assert "mxnet" not in sys.modules
     losses = report["losses"]
     assert losses["device fp32"] == losses["cpu fp32"] and len(losses["cpu fp32"]) == 2
     np.testing.assert_allclose(losses["device bf16"], losses["cpu fp32"], rtol=0.1)
+    trainer = report["trainer"]  # the whole trainer without MXNet: two epochs of 2 batches
+    assert trainer["model"] == "ssd_300_mobilenet0.25_custom" and trainer["epochs"] == 2
+    assert trainer["samples_per_s"] > 0 and np.isfinite(trainer["last_loss"])
     assert losses["targets"]["positives"] > 0 and losses["targets"]["cls_equal"]
     assert losses["targets"]["box_max_abs_diff"] == 0
