@@ -122,8 +122,9 @@ class TorchTrainer(Trainer):
         return [torch_device(self.cfg)]  # one device per process
 
     def _loader(self, sampler):
+        # Persistent workers: an item depends only on its (epoch, index) key, which the sampler hands out.
         return torch_loader(self.train_data, sampler, _collate, self.cfg.num_workers,
-                            pin_memory=torch_device(self.cfg).type == "cuda")
+                            pin_memory=torch_device(self.cfg).type == "cuda", persistent=True)
 
     def _setup_distribution(self):
         cfg = self.cfg

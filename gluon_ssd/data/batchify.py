@@ -262,15 +262,17 @@ class _BatchIndices:
 
 
 def torch_loader(dataset, batch_sampler, collate_fn, num_workers: int = 0, prefetch: int | None = None,
-                 timeout: int = 120, pin_memory: bool = False):
+                 timeout: int = 120, pin_memory: bool = False, persistent: bool = False):
     """PyTorch's DataLoader over ``dataset[i]`` for the index lists of ``batch_sampler``, collated with
-    ``collate_fn`` (a process per worker; the loader of the machines without MXNet, and of ``--backend torch``)."""
+    ``collate_fn`` (a process per worker; the loader of the machines without MXNet, and of ``--backend torch``).
+    ``persistent`` keeps the workers from one pass to the next (as gluon's DataLoader does) where the items
+    do not depend on state set between passes."""
     import torch.utils.data
 
     kwargs = {}
     if num_workers > 0:
-        kwargs = {"timeout": timeout, "multiprocessing_context": "fork" if "fork" in
-                  multiprocessing.get_all_start_methods() else None}
+        kwargs = {"timeout": timeout, "persistent_workers": persistent, "multiprocessing_context": "fork" if "fork"
+                  in multiprocessing.get_all_start_methods() else None}
         if prefetch:
             kwargs["prefetch_factor"] = max(1, -(-int(prefetch) // int(num_workers)))
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn,
