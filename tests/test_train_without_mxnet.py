@@ -114,3 +114,25 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
                                "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2", "--batch-size", "4"])
     best_map = max(h["map"] for h in epochs)
     assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
+
+
+def test_gluon_file_written_without_mxnet_is_the_mxnet_written_one(tmp_path):
+    """convert.write_gluon_file without MXNet (gluon_ssd.ndfile) writes the arrays the MXNet path writes, the
+    stored anchor grids included, each bit for bit."""
+    from convert import get_torch_model, write_gluon_file
+    from gluon_ssd import ndfile
+
+    model = get_torch_model("ssd_300_vgg16_atrous_custom", classes=("a", "b"))
+    with_mx = write_gluon_file(model, model.state_dict(), tmp_path / "mx.params")
+    torch.save(model, tmp_path / "model.pt")
+    subprocess.run([sys.executable, "-c", WITHOUT_MXNET + f"""
+import torch
+from convert import write_gluon_file
+model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)
+write_gluon_file(model, model.state_dict(), {str(tmp_path / 'numpy.params')!r})
+assert "mxnet" not in sys.modules
+"""], cwd=ROOT, check=True, timeout=120)
+    expected, got = mx.nd.load(with_mx), ndfile.load(tmp_path / "numpy.params")
+    assert sorted(got) == sorted(expected) and any(k.startswith("anchor_generators.") for k in got)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value.asnumpy(), err_msg=key)

@@ -207,7 +207,7 @@ class Trainer:
 
     def _loader(self, sampler):
         return mx.gluon.data.DataLoader(self.train_data, batch_sampler=sampler, batchify_fn=batchify_detection,
-                                     num_workers=self.cfg.num_workers, thread_pool=False)
+                                        num_workers=self.cfg.num_workers, thread_pool=False)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _meta(self):
