@@ -136,3 +136,27 @@ assert "mxnet" not in sys.modules
     assert sorted(got) == sorted(expected) and any(k.startswith("anchor_generators.") for k in got)
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value.asnumpy(), err_msg=key)
+
+
+def test_demo_without_mxnet(tmp_path):
+    """demo_ssd.py --backend torch without MXNet: the twin's detections on a photo as with MXNet (the same pixels
+    in: a 4:2:0 JPEG, which both decoders decode alike, resized by each side's OpenCV bicubic, which may differ by
+    a grey level: scores compared to 2 decimals)."""
+    from convert import get_torch_model, save_torch_model
+    from tests.conftest import DATA
+
+    torch.manual_seed(0)
+    pth = save_torch_model(get_torch_model("ssd_300_mobilenet0.25_voc"), tmp_path / "twin.pth")
+    photo = str(DATA / "voc_sample/VOCdevkit/VOC2007/JPEGImages/000001.jpg")
+    found = {}
+    for where in ("without", "with"):
+        args = ["--backend", "torch", "--network", "ssd_300_mobilenet0.25_voc", "--pretrained", pth, "--images",
+                photo, "--out-dir", str(tmp_path / where), "--thresh", "0"]
+        command = _script("demo_ssd.py", args) if where == "without" else [sys.executable, "demo_ssd.py", *args]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert sorted(p.name for p in (tmp_path / where).iterdir()) == ["000001.jpg", "detections.jsonl"]
+        found[where] = json.loads(open(tmp_path / where / "detections.jsonl").readline())["detections"]
+    assert len(found["without"]) == len(found["with"]) > 10
+    assert [(d["class"], round(d["score"], 2)) for d in found["without"][:5]] == \
+        [(d["class"], round(d["score"], 2)) for d in found["with"][:5]]
