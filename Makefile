@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup setup-test quickstart test lint clean horovod
+.PHONY: setup setup-test quickstart test lint clean horovod torch-only
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,28 @@ $(VENV)/.horovod: $(VENV)/.runtime
 
 horovod: $(VENV)/.horovod
 
+# Optional, not part of CI: the --backend torch tools where MXNet is not installed, with the newest numpy and
+# opencv-python (what a torch-only GPU machine may have): a venv without mxnet, then a 2-epoch training run on
+# a small synthetic set, eval_ssd.py on its .params and demo_ssd.py on its .pth (a minute or two).
+TORCH_VENV ?= .venv-torch
+TORCH_RUN ?= runs/torch-only
+torch-only:
+	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q torch==2.13.0 "numpy>=2" opencv-python pycocotools tqdm matplotlib pillow
+	rm -rf $(TORCH_RUN)
+	PYTHONPATH=. $(TORCH_VENV)/bin/python -c "from gluon_ssd.data.synthetic import write_synthetic_dataset as w; \
+	  w('$(TORCH_RUN)/data', 12, 4, seed=1, min_size=160, max_size=240, progress=False)"
+	PYTHONPATH=. $(TORCH_VENV)/bin/python train_ssd.py --backend torch --network mobilenet0.25 --data-shape 300 \
+	  --batch-size 4 --epochs 2 --lr 0.01 --dataset custom --dataset-root $(TORCH_RUN)/data --gpus '' -j 2 \
+	  --pretrained-base False --save-prefix $(TORCH_RUN)/ --no-progress
+	PYTHONPATH=. $(TORCH_VENV)/bin/python eval_ssd.py --backend torch --network mobilenet0.25 --data-shape 300 \
+	  --dataset custom --dataset-root $(TORCH_RUN)/data --save-prefix $(TORCH_RUN)/ \
+	  --pretrained $(TORCH_RUN)/ssd_300_mobilenet0.25_custom_best.params
+	PYTHONPATH=. $(TORCH_VENV)/bin/python demo_ssd.py --backend torch --network ssd_300_mobilenet0.25_custom \
+	  --pretrained $(TORCH_RUN)/ssd_300_mobilenet0.25_custom_best.pth --classes $(TORCH_RUN)/data/classes.txt \
+	  --images $(TORCH_RUN)/data/JPEGImages --out-dir $(TORCH_RUN)/demo
+	$(TORCH_VENV)/bin/python -c "import importlib.util as u; assert u.find_spec('mxnet') is None; import numpy; \
+	  print('torch-only: ran without mxnet, numpy', numpy.__version__)"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache .ruff_cache
