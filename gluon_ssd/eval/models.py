@@ -47,7 +47,7 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
                          "(--pretrained PATH)")
     from .._mxnet import HAVE_MXNET
 
-    # (Without MXNet the twin's loader checks a .params file itself, with the same messages.)
+    # (Without MXNet this check cannot run; the twin's loader checks the file as it converts it.)
     if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")) and HAVE_MXNET:
         check_parameter_file(pretrained, name, classes, custom, dataset_kind, request)
     return custom
