@@ -12,7 +12,8 @@ into the convs), ``torchscript-opt`` (``torch.jit.optimize_for_inference`` of th
 oneDNN conv+ReLU fusion) and ``torch-compile`` (``torch.compile``, inductor with freezing; compiled during
 the warm-up calls, about 30 s per model and input shape on two cores). On CPU the PyTorch variants take a
 batch ``--micro-batch`` images per call (default ``convert.inference.CPU_MICRO_BATCH``, as ``predict``
-does; 0: the whole batch in one call). Images/s counts whole detections (network + decode + NMS) on random
+does; 0: the whole batch in one call), except ``backend``, which splits as the detector does (the whole
+batch, since it reuses freed memory). Images/s counts whole detections (network + decode + NMS) on random
 inputs; the ratio column is PyTorch images/s over gluon_ssd images/s.
 
 For a machine without mxnet (a GPU box with torch only), first write model descriptions with seeded
@@ -54,7 +55,6 @@ from convert.inference import (  # noqa: E402
     predict,
     prepare,
     resolve_device,
-    reuse_freed_memory,
 )
 from convert.mapping import load_torch_model  # noqa: E402
 from convert.model import SSD  # noqa: E402
@@ -72,11 +72,12 @@ def torch_variants(model: SSD, device: torch.device, dtype: str, names, micro_ba
     """{variant: callable(x) -> detections} for the PyTorch twin (``backend`` splits its batch itself)."""
     variants = {}
     if "backend" in names and device.type == "cpu":
-        # As the --backend torch detector of eval_ssd.py / demo_ssd.py does on the CPU (process-wide: the other
-        # PyTorch variants of this run get it too).
-        reuse_freed_memory()
-        served = prepare(copy.deepcopy(model), device)
-        variants["backend"] = lambda x, m=served: predict(m, x, micro_batch=micro_batch)
+        # The --backend torch detector of eval_ssd.py / demo_ssd.py, whose set-up on the CPU reuses freed memory
+        # (process-wide: the other PyTorch variants of this run get it too) and picks its micro-batch.
+        from convert.backend import TorchDetector
+
+        served = TorchDetector(copy.deepcopy(model), device)
+        variants["backend"] = lambda x, d=served: predict(d.model, x, micro_batch=d.micro_batch)
     if "torch" in names:
         plain = model.to(device).eval()
         variants["torch"] = plain
@@ -298,7 +299,7 @@ def export_models(args) -> int:
 
 def parity(args) -> int:
     """Device/dtype outputs against CPU float32 and against gluon_ssd's saved outputs."""
-    from convert.inference import predict, prepare
+    from convert.inference import predict
     from convert.verify import compare_detections, format_table
 
     device = resolve_device(args.device)
@@ -352,9 +353,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    print(f"# {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), device {args.device}, dtype {args.dtype}, "
-          f"load average {load[0]:.2f}" if load[0] != "?" else "", flush=True)
+    from gluon_ssd.cpu import describe
+
+    print(f"# {platform.machine()} {os.cpu_count()} cores, {describe()}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), device {args.device}, dtype {args.dtype}"
+          + (f", load average {load[0]:.2f}" if load[0] != "?" else ""), flush=True)
     if args.device.startswith("cuda") and torch.cuda.is_available():
         print(f"# {torch.cuda.get_device_name(0)}")
     if args.export_dir:

@@ -18,8 +18,9 @@ from .model import SSD, to_torchvision
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Images per network call on CPU. Measured with torch 2.13 on two cores (BENCHMARKS.md): a batch of 8 run one
-# image at a time is 7-50% faster than in one call (ResNet-50 at 512: 3.1 vs 2.2 images/s eager), the
-# convolutions' working set staying in cache. GPUs take the whole batch.
+# image at a time is 7-50% faster than in one call (ResNet-50 at 512: 3.1 vs 2.2 images/s eager) with glibc's
+# default malloc, which hands each big tensor fresh pages; after reuse_freed_memory() the whole batch is the
+# faster (the --backend torch detector then passes micro_batch=0). GPUs take the whole batch.
 CPU_MICRO_BATCH = 1
 
 
