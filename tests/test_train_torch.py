@@ -53,15 +53,6 @@ def test_backend_options_are_checked_before_any_work(tiny_dataset, backend, over
         prepare(vgg_train_config(tiny_dataset, "/nonexistent/prefix", backend, **overrides))
 
 
-def _cli(cfg):
-    """The train_ssd.py flags of a config built by vgg_train_config."""
-    return ["--network", cfg.network, "--data-shape", str(cfg.data_shape), "--batch-size", str(cfg.batch_size),
-            "--dataset", "custom", "--dataset-root", cfg.dataset_root, "-j", "0", "--gpus", "", "--epochs",
-            str(cfg.epochs), "--lr", str(cfg.lr), "--wd", str(cfg.wd), "--pretrained-base", "False",
-            "--save-prefix", cfg.save_prefix, "--no-progress", "--log-interval", "0", "--val-interval", "0",
-            "--seed", str(cfg.seed), "--backend", cfg.backend, "--max-iterations", str(cfg.max_iterations)]
-
-
 def _torch_as_gluon(trainer):
     """The twin's weights under gluon keys (fix_gamma gammas, which MXNet ignores, left out)."""
     table = key_map(trainer.model)
@@ -197,31 +188,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_ddp_two_gloo_processes_equal_one_process(vgg_two_steps, tiny_dataset, tmp_path):
-    """torchrun, 2 CPU processes with gloo on 127.0.0.1, each with half of every batch, vs the one-process
-    run on the whole batch (BN-free VGG): the positive count is all-reduced and the gradients summed."""
-    torch_trainer, _, initial, _ = vgg_two_steps["torch"]
-    cfg = vgg_train_config(tiny_dataset, tmp_path / "ddp", "torch", max_iterations=2)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                             "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), TRAIN, *_cli(cfg)],
-                            capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    state, meta = load_checkpoint(tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_last.ckpt")
-    assert meta["iteration"] == 2
-    table = key_map(torch_trainer.model)
-    single = torch_trainer.model.state_dict()
-    keys = [t for t in table if not t.endswith(("running_mean", "running_var"))]
-    assert_same_steps({t: state["model"][t].numpy() for t in keys}, {t: single[t].numpy() for t in keys},
-                      {t: initial[table[t]] for t in keys})
-    log_text = result.stdout + result.stderr
-    assert "over 2 worker(s)" in log_text
-    # one log file per process; the metrics only from rank 0 (its 2 iterations; the run stops mid-epoch)
-    assert (tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_train.rank1.log").is_file()
-    assert len((tmp_path / "ddp" / "ssd_300_vgg16_atrous_custom_metrics.jsonl").read_text().splitlines()) == 2
 
 
 def _cli_run(args, timeout=600):
