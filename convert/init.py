@@ -504,10 +504,10 @@ def reuse_class_heads(model, source_model, reuse: list[str]) -> None:
                     dst[:, n_idx] = src[:, o_idx]
 
 
-def start_model(name: str, classes, seed: int, pretrained_base="False", transfer: str = "", root=None):
+def start_model(name: str, classes, seed: int, pretrained_base=False, transfer: str = "", root=None):
     """The twin a ``--backend torch`` run starts from where MXNet is not installed, as ``train_ssd.py``'s
     ``prepare()`` builds the gluon network: :func:`init_like_gluon` (seeded by ``seed``), then the ImageNet
-    classifier of ``pretrained_base`` (True: the model store's file; a path) in the backbone, or, for
+    classifier of ``pretrained_base`` (True: the model store's file; or a path; False: none) in the backbone, or, for
     ``transfer`` (a parameter file of this network, or a zoo model name), all of that model's weights with
     the class heads of the classes both lists share (the others fresh).
 
@@ -553,10 +553,8 @@ def start_model(name: str, classes, seed: int, pretrained_base="False", transfer
         log.info("transferred %s (%d classes) to %d classes, reusing %d class heads", path, n_file, len(classes),
                  len([c for c in classes if c in file_classes]))
         return model.train(), ignored
-    base = pretrained_base
-    if isinstance(base, str) and base.lower() in ("true", "1", "yes", "false", "0", "no", ""):
-        base = base.lower() in ("true", "1", "yes")
-    if base:
-        path = model_store.get_model_file(get_spec(name).base_store_name, root=root) if base is True else base
+    if pretrained_base:
+        path = (model_store.get_model_file(get_spec(name).base_store_name, root=root) if pretrained_base is True
+                else pretrained_base)
         load_backbone(model, ndfile.load(path), source=os.fspath(path))
     return model.train(), ignored

@@ -169,12 +169,14 @@ class TorchTrainer(Trainer):
     def _start_in_torch(self):
         """Without MXNet: the twin initialized as gluon_ssd initializes the network (convert.init), then the
         same training-mode forward on zeros for the anchors."""
+        from gluon_ssd.train.run import parse_bool_or_path
+
         from .init import start_model
 
         cfg = self.cfg
         try:
-            model, self.ignored = start_model(cfg.model_name, self.classes, cfg.seed, cfg.pretrained_base,
-                                              cfg.transfer)
+            model, self.ignored = start_model(cfg.model_name, self.classes, cfg.seed,
+                                              parse_bool_or_path(cfg.pretrained_base), cfg.transfer)
         except (ValueError, FileNotFoundError) as err:
             flag = f"--transfer {cfg.transfer}" if cfg.transfer else f"--pretrained-base {cfg.pretrained_base}"
             raise TrainingError(f"{flag}: {err}") from None

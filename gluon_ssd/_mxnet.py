@@ -55,27 +55,14 @@ else:
             return self._fn(*item) if isinstance(item, tuple) else self._fn(item)
 
     class EvalMetric:
-        """Stands in for ``mx.metric.EvalMetric`` without MXNet: the name and the (name, value) pairs."""
+        """Stands in for ``mx.metric.EvalMetric`` without MXNet: a name (the metrics here do the rest)."""
 
-        def __init__(self, name, output_names=None, label_names=None, **kwargs):
+        def __init__(self, name):
             self.name = str(name)
-            self.output_names, self.label_names = output_names, label_names
-            self._kwargs = kwargs
             self.reset()
 
         def reset(self):
             self.num_inst, self.sum_metric = 0, 0.0
-
-        def get(self):
-            if self.num_inst == 0:
-                return self.name, float("nan")
-            return self.name, self.sum_metric / self.num_inst
-
-        def get_name_value(self):
-            name, value = self.get()
-            names = name if isinstance(name, list) else [name]
-            values = value if isinstance(value, list) else [value]
-            return list(zip(names, values))
 
 
 def is_ndarray(x) -> bool:

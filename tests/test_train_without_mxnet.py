@@ -221,3 +221,35 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_bad_input_without_mxnet(tiny_train_dataset, tmp_path):
+    """Where MXNet is not installed: the MXNet backend of train/eval, and a --pretrained-base file that is no
+    parameter file, end with exit 2 and one message that names the problem (and the file); no weights are written."""
+    bad = tmp_path / "notes.params"
+    bad.write_text("not a parameter file\n")
+    code = WITHOUT_MXNET + f"""
+import contextlib, io, json
+from gluon_ssd.cli import eval as eval_cli, train as train_cli
+data = ["--dataset", "custom", "--dataset-root", {tiny_train_dataset!r}, "--network", "mobilenet0.25",
+        "--data-shape", "300"]
+cases = [(train_cli, data + ["--gpus", "", "--save-prefix", {str(tmp_path / "mx") + "/"!r}]),
+         (eval_cli, data + ["--pretrained", {str(bad)!r}]),
+         (train_cli, data + ["--backend", "torch", "--gpus", "", "-j", "0", "--batch-size", "4", "--no-progress",
+                             "--pretrained-base", {str(bad)!r}, "--save-prefix", {str(tmp_path / "bad") + "/"!r}])]
+out = []
+for cli, argv in cases:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    out.append([code, err.getvalue()])
+print(json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (train_mx, train_msg), (eval_mx, eval_msg), (bad_base, bad_msg) = json.loads(result.stdout.splitlines()[-1])
+    assert train_mx == 2 and "--backend mxnet needs MXNet" in train_msg and "--backend torch" in train_msg
+    assert eval_mx == 2 and "--backend mxnet cannot run here" in eval_msg and "--backend torch" in eval_msg
+    assert bad_base == 2 and str(bad) in bad_msg and "expected an MXNet .params file" in bad_msg, bad_msg
+    for folder in ("mx", "bad"):  # (the log file may be there)
+        assert not any(p.suffix in (".params", ".ckpt", ".pth") for p in (tmp_path / folder).glob("*"))

@@ -103,7 +103,8 @@ def build_datasets(cfg: TrainConfig):
     return train, val, classes, "coco" if kind == "coco" else "voc07"
 
 
-def _parse_bool_or_path(value):
+def parse_bool_or_path(value):
+    """``--pretrained-base``: True / False (from their spellings) or an existing file's path; else TrainingError."""
     if isinstance(value, bool):
         return value
     if str(value).lower() in ("true", "1", "yes"):
@@ -123,7 +124,7 @@ def build_network(cfg: TrainConfig, classes, ctx):
     custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"
     kwargs = {"classes": classes} if custom else {}
     if not cfg.transfer:
-        return get_model(name, pretrained_base=_parse_bool_or_path(cfg.pretrained_base), ctx=ctx, **kwargs)
+        return get_model(name, pretrained_base=parse_bool_or_path(cfg.pretrained_base), ctx=ctx, **kwargs)
     if os.path.isfile(cfg.transfer):
         try:
             n_file = file_class_count(cfg.transfer, name, classes if custom else None)
@@ -184,7 +185,7 @@ def prepare(cfg: TrainConfig):
     np.random.seed(cfg.seed)
     if mx is None:
         net = None
-        _parse_bool_or_path(cfg.pretrained_base)  # the flag's errors before any work
+        parse_bool_or_path(cfg.pretrained_base)  # the flag's errors before any work
         if cfg.transfer and not os.path.isfile(cfg.transfer) and cfg.transfer not in MODEL_SPECS:
             raise TrainingError(f"--transfer {cfg.transfer}: neither a file nor a model name")
     else:
