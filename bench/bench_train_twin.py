@@ -5,9 +5,10 @@
     python bench/bench_train_twin.py parity [--network vgg16_atrous] [--data-shape 300] [--iterations 20]
 
 speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
-batch and synthetic images (read once by the data loader), the variants taking turns round by round in this
-process (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
-fp32, twin channels_last, twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need
+batch and synthetic images (read once by the data loader), each variant in its own process, taking turns round
+by round (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
+fp32, twin channels_last with torch's BatchNorm kernels and with the fused one (convert.cpu_kernels), twin bf16
+autocast + channels_last. Prints the CPU's vector features (bf16 gains need
 AVX512-BF16 or AMX).
 
 parity: the per-iteration training loss of the first N iterations (batch 2, lr 0.001, seed 5) of the torch
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,45 +55,72 @@ def _trainer(root, prefix, backend, **kw):
     return trainer_class(backend)(cfg, net, data, None, classes, None)
 
 
-def speed(args, root, tmp):
-    variants = [("gluon_ssd fp32", "mxnet", {}), ("twin fp32", "torch", {}),
-                ("twin channels_last", "torch", {"channels_last": True}),
-                ("twin bf16 + channels_last", "torch", {"amp": True, "channels_last": True})]
-    trainers = []
-    for label, backend, extra in variants:
-        trainer = _trainer(root, os.path.join(tmp, label.replace(" ", "_")), backend, network=args.network,
-                           data_shape=args.data_shape, batch_size=args.batch_size, num_workers=2, **extra)
-        trainer.setup()
-        trainers.append(trainer)
-    sampler = EpochBatchSampler(len(trainers[0].train_data), args.batch_size, 0)
-    batches = []
-    for images, labels in trainers[0]._loader(sampler):
+# (label, backend, trainer options, environment): "torch's BatchNorm" switches the fused CPU kernel off
+VARIANTS = [("gluon_ssd fp32", "mxnet", {}, {}), ("twin fp32", "torch", {}, {}),
+            ("twin channels_last, torch's BatchNorm", "torch", {"channels_last": True}, {"GLUON_SSD_CPU_KERNELS": "0"}),
+            ("twin channels_last", "torch", {"channels_last": True}, {}),
+            ("twin bf16 + channels_last", "torch", {"amp": True, "channels_last": True}, {})]
+
+
+def _worker(args, root, tmp, index):
+    """One variant in this process: set up, warm up, then time the batches each time the parent writes a line."""
+    label, backend, extra, _ = VARIANTS[index]
+    trainer = _trainer(root, os.path.join(tmp, label.replace(" ", "_")), backend, network=args.network,
+                       data_shape=args.data_shape, batch_size=args.batch_size, num_workers=0, **extra)
+    trainer.setup()
+    sampler = EpochBatchSampler(len(trainer.train_data), args.batch_size, 0)
+    batches = []  # the same batches in every variant: seeded augmentation, the same sampler
+    for images, labels in trainer._loader(sampler):
         batches.append((images, labels))
         if len(batches) == args.iterations:
             break
-    for trainer in trainers:  # warm-up: first-call allocations, oneDNN primitive creation
-        for images, labels in batches[:args.warmup]:
-            trainer.step(images, labels)
+    for images, labels in batches[:args.warmup]:  # first-call allocations, oneDNN primitive creation
+        trainer.step(images, labels)
     mx.nd.waitall()
-    # Round by round, each variant runs the same batches: this VM's speed drifts by 10-20% over minutes,
-    # which one-variant-after-the-other timing would put into the ratios.
-    times = [[] for _ in variants]
-    for round_ in range(args.rounds):
-        for k, trainer in enumerate(trainers):
-            start = time.perf_counter()
-            for images, labels in batches:
-                trainer.step(images, labels)  # returns python floats: each step is complete when it returns
-            mx.nd.waitall()
-            times[k].append(time.perf_counter() - start)
-        print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
-            f"{label} {len(batches) * args.batch_size / t[-1]:.2f}" for (label, _, _), t in zip(variants, times)),
-            flush=True)
-    rates = [len(batches) * args.batch_size / float(np.median(t)) for t in times]
-    print(f"\n{args.network} at {args.data_shape}, batch {args.batch_size}, {len(batches)} steps x {args.rounds} "
-          f"rounds (median round); CPU: {cpu.describe()}")
-    print("| variant | samples/s | ratio to gluon_ssd fp32 |\n|---|---|---|")
-    for (label, _, _), rate in zip(variants, rates):
-        print(f"| {label} | {rate:.2f} | {rate / rates[0]:.2f} |")
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        for images, labels in batches:
+            trainer.step(images, labels)  # returns python floats: each step is complete when it returns
+        mx.nd.waitall()
+        print(len(batches) * args.batch_size / (time.perf_counter() - start), flush=True)
+
+
+def speed(args, root, tmp):
+    # One process per variant, as users run one backend per process (MXNet and torch in one process slowed
+    # the torch steps by 5-40% here), taking turns round by round: this VM's speed drifts by 10-20% over
+    # minutes, which one-variant-after-the-other timing would put into the ratios. Each worker is set up and
+    # warmed up alone; an idle worker waits on its pipe.
+    workers = []
+    try:
+        for index in range(len(VARIANTS)):
+            cmd = [sys.executable, os.path.abspath(__file__), "speed", "--worker", str(index), "--root", root,
+                   "--tmp", tmp, "--network", args.network, "--data-shape", str(args.data_shape), "--batch-size",
+                   str(args.batch_size), "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
+            worker = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, **VARIANTS[index][3]))
+            if worker.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the {VARIANTS[index][0]} worker failed (its error is above)")
+            workers.append(worker)
+        rates = [[] for _ in VARIANTS]
+        for round_ in range(args.rounds):
+            for k, worker in enumerate(workers):
+                worker.stdin.write("run\n")
+                worker.stdin.flush()
+                rates[k].append(float(worker.stdout.readline()))
+            print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(
+                f"{label} {r[-1]:.2f}" for (label, *_), r in zip(VARIANTS, rates)), flush=True)
+    finally:
+        for worker in workers:
+            worker.stdin.close()
+            worker.wait()
+    medians = [float(np.median(r)) for r in rates]
+    print(f"\n{args.network} at {args.data_shape}, batch {args.batch_size}, {args.iterations} steps x {args.rounds} "
+          f"rounds (median round), one process per variant; CPU: {cpu.describe()}")
+    print("| variant | samples/s | ratio to gluon_ssd fp32 | ratio, round by round (min-max) |\n|---|---|---|---|")
+    for (label, *_), rate, r in zip(VARIANTS, medians, rates):
+        per_round = np.array(r) / np.array(rates[0])
+        print(f"| {label} | {rate:.2f} | {rate / medians[0]:.2f} | {per_round.min():.2f}-{per_round.max():.2f} |")
 
 
 def parity(args, root, tmp):
@@ -126,7 +155,12 @@ def main():
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="speed: rounds of --iterations steps per variant")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker is not None:
+        return _worker(args, args.root, args.tmp, args.worker)
     is_speed = args.mode == "speed"
     args.network = args.network or ("mobilenet1.0" if is_speed else "vgg16_atrous")
     args.data_shape = args.data_shape or (512 if is_speed else 300)

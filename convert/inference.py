@@ -85,6 +85,9 @@ def autocast(device, dtype: str):
 
 def _fold(conv: nn.Conv2d, bn: nn.Module) -> None:
     """Fold an inference-mode BatchNorm that follows ``conv`` into the conv's weight and bias."""
+    if getattr(bn, "relu", False):
+        raise ValueError("this BatchNorm has a ReLU folded into it (convert.cpu_kernels.fuse_relu); "
+                         "call convert.cpu_kernels.unfuse_relu(model) before folding")
     with torch.no_grad():
         std = torch.sqrt(bn.running_var + bn.eps)
         gamma = bn.weight if isinstance(bn, BatchNorm2d) else torch.ones_like(std)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cpu_kernels
+
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` with its MXNet name."""
@@ -29,15 +31,23 @@ class Conv2d(nn.Conv2d):
 
 def mxnet_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
                      weight: torch.Tensor | None, bias: torch.Tensor, momentum: float, eps: float,
-                     sync: bool = False) -> torch.Tensor:
-    """Training-mode BatchNorm as MXNet computes it.
+                     sync: bool = False, relu: bool = False) -> torch.Tensor:
+    """Training-mode BatchNorm as MXNet computes it (then a ReLU if ``relu``).
 
     The batch is normalized with its mean and biased variance, and the running statistics move with that
     same biased variance (torch's own BatchNorm moves them with the unbiased one): ``running = (1 -
     momentum) * running + momentum * batch``, ``momentum`` in torch's sense (0.1 = MXNet's 0.9). With
     ``sync`` (``--syncbn`` under torch.distributed) the statistics are those of the batch over all processes:
-    per-channel sums are all-reduced, with gradients flowing through the reduction.
+    per-channel sums are all-reduced, with gradients flowing through the reduction. Float32 channels-last
+    input on the CPU goes through the fused kernel of :mod:`convert.cpu_kernels` where it is available.
     """
+    if not sync and cpu_kernels.applies(x):
+        return cpu_kernels.batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, relu)
+    out = _mxnet_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, sync)
+    return torch.relu_(out) if relu else out
+
+
+def _mxnet_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, sync):
     if sync:
         import torch.distributed.nn.functional as dist_fn
 
@@ -83,6 +93,7 @@ class BatchNorm2d(nn.BatchNorm2d):
         self.gluon_key = gluon_key
         self.stats = stats
         self.sync = False
+        self.relu = False  # a ReLU folded in by convert.cpu_kernels.fuse_relu
 
     def gluon_names(self) -> dict[str, str]:
         return {"weight": "gamma", "bias": "beta", "running_mean": f"{self.stats}_mean",
@@ -91,13 +102,14 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self._train_forward(x)
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, self.momentum,
-                            self.eps)
+        out = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, self.momentum,
+                           self.eps)
+        return F.relu(out) if self.relu else out
 
     @torch.jit.unused
     def _train_forward(self, x):  # training is not scripted (TorchScript models are for inference)
         return mxnet_batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.momentum,
-                                self.eps, self.sync)
+                                self.eps, self.sync, self.relu)
 
 
 class FixedGammaBatchNorm2d(nn.Module):
@@ -120,6 +132,7 @@ class FixedGammaBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.sync = False
+        self.relu = False  # a ReLU folded in by convert.cpu_kernels.fuse_relu
 
     def gluon_names(self) -> dict[str, str]:
         return {"bias": "beta", "running_mean": f"{self.stats}_mean", "running_var": f"{self.stats}_var"}
@@ -127,13 +140,14 @@ class FixedGammaBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self._train_forward(x)
-        return F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, False, self.momentum,
-                            self.eps)
+        out = F.batch_norm(x, self.running_mean, self.running_var, None, self.bias, False, self.momentum,
+                           self.eps)
+        return F.relu(out) if self.relu else out
 
     @torch.jit.unused
     def _train_forward(self, x):
         return mxnet_batch_norm(x, self.running_mean, self.running_var, None, self.bias, self.momentum, self.eps,
-                                self.sync)
+                                self.sync, self.relu)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, gamma fixed to 1"

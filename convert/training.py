@@ -18,8 +18,8 @@ stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`). What 
 - scale-out: torch.distributed under ``torchrun`` (gloo on CPU, NCCL on GPUs, one process per GPU), the
   positive count all-reduced, gradients summed (DDP averages, so the loss is scaled by the world size),
   ``--syncbn`` sharing BatchNorm statistics;
-- speed options: ``--amp`` (bf16 autocast, or fp16 with a gradient scaler on CUDA), ``--channels-last``,
-  ``--compile``;
+- speed options: ``--amp`` (bf16 autocast, or fp16 with a gradient scaler on CUDA), ``--channels-last``
+  (on the CPU with BatchNorm + ReLU fused, :mod:`convert.cpu_kernels`), ``--compile``;
 - files: the checkpoint ``{prefix}_last.ckpt`` (a zip of meta.json and a torch state), and GluonCV's
   ``_best.params`` / ``_{epoch}_{map}.params`` written as gluon_ssd parameters through the reverse mapping,
   with a ``_best.pth`` beside them.
@@ -41,6 +41,7 @@ from gluon_ssd.fileio import atomic_write
 from gluon_ssd.train import checkpoint as mx_ckpt
 from gluon_ssd.train.fit import Trainer, TrainingError
 
+from . import cpu_kernels
 from .inference import reuse_freed_memory
 from .mapping import gluon_to_torch, save_torch_model, write_gluon_file
 from .model import get_torch_model
@@ -193,6 +194,9 @@ class TorchTrainer(Trainer):
         self.model = model.to(self.device).train()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+            if self.device.type == "cpu" and cpu_kernels.library() is not None:
+                # BatchNorm + ReLU as one kernel (float32; under --amp torch's bf16 kernels run as before)
+                log.debug("fused CPU BatchNorm: %d ReLUs folded", cpu_kernels.fuse_relu(self.model))
         if cfg.syncbn and self.parts > 1:
             for module in self.model.modules():
                 if hasattr(module, "sync"):

@@ -1,0 +1,191 @@
+"""A fused training-mode BatchNorm (+ ReLU) for float32 channels-last tensors on the CPU (``cpu_kernels.c``).
+
+torch's eager CPU training step spends a MobileNet-SSD step's BatchNorm + ReLU in four kernels per layer
+(batch_norm, relu_, threshold_backward, batch_norm_backward), each a pass over memory; the fused kernel does
+the layer's forward in two passes and its backward in two (BENCHMARKS.md, "Training the twin"). It is used by
+:func:`convert.layers.mxnet_batch_norm` where :func:`applies` says so, and the ReLU that follows a BatchNorm is
+folded into it by :func:`fuse_relu` (``train_ssd.py --backend torch --channels-last`` on the CPU).
+
+The C source is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
+``$GLUON_SSD_KERNEL_CACHE`` (default ``~/.cache/gluon_ssd/kernels``), one file per source, flags and CPU (it is
+built for the CPU it runs on), written atomically. Without a compiler, or with ``GLUON_SSD_CPU_KERNELS=0``,
+nothing changes: torch's own kernels run (:func:`library` returns None; the reason is logged once).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+__all__ = ["library", "applies", "batch_norm", "fuse_relu", "unfuse_relu"]
+
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared"]
+_state: dict = {}
+
+
+def _cpu_key() -> str:
+    """The CPU model and feature flags, which a -march=native build depends on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GLUON_SSD_KERNEL_CACHE") or Path.home() / ".cache" / "gluon_ssd" / "kernels")
+
+
+def _build() -> Path:
+    """The compiled library's path, compiling it if the cache has no build for this source, flags and CPU."""
+    compiler = os.environ.get("CC") or "cc"
+    if shutil.which(compiler) is None:
+        raise OSError(f"no C compiler ({compiler!r} not found; set CC)")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha1(source + " ".join([compiler, *FLAGS]).encode() + _cpu_key().encode()).hexdigest()[:16]
+    target = cache_dir() / f"cpu_kernels-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True,
+                                timeout=120)
+        if result.returncode:
+            raise OSError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[-500:]}")
+        os.replace(tmp, target)  # atomic: another process sees the old state or the whole library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def library():
+    """The loaded kernels (ctypes), or None where they cannot be built or are switched off (logged once)."""
+    if "lib" in _state:
+        return _state["lib"]
+    lib = None
+    if os.environ.get("GLUON_SSD_CPU_KERNELS", "1") == "0":
+        log.info("fused CPU BatchNorm kernels switched off (GLUON_SSD_CPU_KERNELS=0): torch's kernels run")
+    else:
+        try:
+            lib = ctypes.CDLL(str(_build()))
+            p, n = ctypes.c_void_p, ctypes.c_long
+            lib.gs_batch_norm_forward.argtypes = [p, p, n, n, p, p, ctypes.c_double, ctypes.c_int, p, p, p]
+            lib.gs_batch_norm_backward.argtypes = [p, p, p, n, n, p, p, p, p, ctypes.c_int, p, p]
+            lib.gs_batch_norm_forward.restype = lib.gs_batch_norm_backward.restype = ctypes.c_int
+        except (OSError, subprocess.SubprocessError) as err:
+            log.info("fused CPU BatchNorm kernels unavailable (%s): torch's kernels run", err)
+            lib = None
+    _state["lib"] = lib
+    return lib
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether :func:`batch_norm` takes ``x``: float32, 4-D, channels-last, on the CPU, outside autocast, and
+    the kernels are available."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.numel() > 0
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.is_autocast_enabled("cpu") and library() is not None)
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+class _BatchNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, relu, stats):
+        n, c, h, w = x.shape
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        mean, invstd = torch.empty(c), torch.empty(c)
+        weight_ = None if weight is None else weight.detach().contiguous()
+        bias_ = bias.detach().contiguous()
+        if library().gs_batch_norm_forward(_ptr(x), _ptr(y), n * h * w, c, _ptr(weight_), _ptr(bias_), float(eps),
+                                           int(relu), _ptr(mean), _ptr(invstd), _ptr(stats[1])):
+            raise MemoryError("the fused BatchNorm kernel could not allocate its buffers")
+        stats[0].copy_(mean)  # (the kernel wrote the biased variance into stats[1])
+        ctx.save_for_backward(x, weight_, bias_, mean, invstd)
+        ctx.relu = relu
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        n, c, h, w = x.shape
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        dgamma = None if weight is None else torch.empty(c)
+        dbeta = torch.empty(c)
+        if library().gs_batch_norm_backward(_ptr(x), _ptr(dy), _ptr(dx), n * h * w, c, _ptr(weight), _ptr(bias),
+                                            _ptr(mean), _ptr(invstd), int(ctx.relu), _ptr(dgamma), _ptr(dbeta)):
+            raise MemoryError("the fused BatchNorm kernel could not allocate its buffers")
+        return dx, dgamma, dbeta, None, None, None
+
+
+def batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor | None,
+               bias: torch.Tensor, momentum: float, eps: float, relu: bool = False) -> torch.Tensor:
+    """Training-mode BatchNorm (then ReLU if ``relu``) of ``x`` (see :func:`applies`) with MXNet's statistics:
+    the batch mean and biased variance normalize, and the running statistics move with that same biased
+    variance (``running = (1 - momentum) * running + momentum * batch``, ``momentum`` in torch's sense)."""
+    stats = torch.empty(2, x.shape[1], dtype=torch.float64)  # the batch mean and biased variance
+    out = _BatchNorm.apply(x, weight, bias, eps, relu, stats)
+    with torch.no_grad():
+        mean, var = stats[0], stats[1]
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+    return out
+
+
+def fuse_relu(model: nn.Module) -> int:
+    """Fold each ReLU that directly follows a BatchNorm in an ``nn.Sequential`` into that BatchNorm (its
+    ``relu`` attribute; the ReLU's slot becomes an Identity, so parameter names do not change). The network
+    computes the same function; returns how many were folded. :func:`unfuse_relu` undoes it."""
+    from .layers import BatchNorm2d, FixedGammaBatchNorm2d
+
+    folded = 0
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            bn, act = seq._modules[first], seq._modules[second]
+            if isinstance(bn, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(act) is nn.ReLU and not bn.relu:
+                bn.relu = True
+                seq._modules[second] = _FoldedReLU()
+                folded += 1
+    return folded
+
+
+def unfuse_relu(model: nn.Module) -> int:
+    """Put back the ReLUs :func:`fuse_relu` folded; returns how many."""
+    restored = 0
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            if isinstance(seq._modules[second], _FoldedReLU):
+                seq._modules[first].relu = False
+                seq._modules[second] = nn.ReLU(inplace=True)
+                restored += 1
+    return restored
+
+
+class _FoldedReLU(nn.Identity):
+    """The slot of a ReLU that :func:`fuse_relu` folded into the BatchNorm before it."""
