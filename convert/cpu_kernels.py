@@ -159,32 +159,32 @@ def fuse_relu(model: nn.Module) -> int:
     from .layers import BatchNorm2d, FixedGammaBatchNorm2d
 
     folded = 0
-    for seq in model.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        names = list(seq._modules)
-        for first, second in zip(names, names[1:]):
-            bn, act = seq._modules[first], seq._modules[second]
-            if isinstance(bn, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(act) is nn.ReLU and not bn.relu:
-                bn.relu = True
-                seq._modules[second] = _FoldedReLU()
-                folded += 1
+    for seq, bn, slot in _neighbours(model):
+        if isinstance(bn, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(seq._modules[slot]) is nn.ReLU:
+            bn.relu = True
+            seq._modules[slot] = _FoldedReLU()
+            folded += 1
     return folded
 
 
 def unfuse_relu(model: nn.Module) -> int:
     """Put back the ReLUs :func:`fuse_relu` folded; returns how many."""
     restored = 0
-    for seq in model.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        names = list(seq._modules)
-        for first, second in zip(names, names[1:]):
-            if isinstance(seq._modules[second], _FoldedReLU):
-                seq._modules[first].relu = False
-                seq._modules[second] = nn.ReLU(inplace=True)
-                restored += 1
+    for seq, bn, slot in _neighbours(model):
+        if isinstance(seq._modules[slot], _FoldedReLU):
+            bn.relu = False
+            seq._modules[slot] = nn.ReLU(inplace=True)
+            restored += 1
     return restored
+
+
+def _neighbours(model: nn.Module):
+    """(sequential, module, name of the next slot) for each pair of neighbours in the model's nn.Sequentials."""
+    for seq in list(model.modules()):
+        if isinstance(seq, nn.Sequential):
+            names = list(seq._modules)
+            for first, second in zip(names, names[1:]):
+                yield seq, seq._modules[first], second
 
 
 class _FoldedReLU(nn.Identity):
