@@ -7,9 +7,9 @@
 speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
 batch and synthetic images (read once by the data loader), each variant in its own process, taking turns round
 by round (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
-fp32, twin channels_last with torch's BatchNorm kernels and with the fused one (convert.cpu_kernels), twin bf16
-autocast + channels_last. Prints the CPU's vector features (bf16 gains need
-AVX512-BF16 or AMX).
+fp32, twin channels_last with torch's kernels only and with convert.cpu_kernels (fused BatchNorm + ReLU,
+one-pass SGD), twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need AVX512-BF16
+or AMX).
 
 parity: the per-iteration training loss of the first N iterations (batch 2, lr 0.001, seed 5) of the torch
 backend against the MXNet backend, beside the same comparison for the MXNet backend with the batch split over
@@ -55,9 +55,9 @@ def _trainer(root, prefix, backend, **kw):
     return trainer_class(backend)(cfg, net, data, None, classes, None)
 
 
-# (label, backend, trainer options, environment): "torch's BatchNorm" switches the fused CPU kernel off
+# (label, backend, trainer options, environment): "torch's kernels" switches convert.cpu_kernels off
 VARIANTS = [("gluon_ssd fp32", "mxnet", {}, {}), ("twin fp32", "torch", {}, {}),
-            ("twin channels_last, torch's BatchNorm", "torch", {"channels_last": True}, {"GLUON_SSD_CPU_KERNELS": "0"}),
+            ("twin channels_last, torch's kernels", "torch", {"channels_last": True}, {"GLUON_SSD_CPU_KERNELS": "0"}),
             ("twin channels_last", "torch", {"channels_last": True}, {}),
             ("twin bf16 + channels_last", "torch", {"amp": True, "channels_last": True}, {})]
 

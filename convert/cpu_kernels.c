@@ -50,19 +50,20 @@ static inline void sweep(const float *x, const float *dy, long lo, long hi, long
                          const float *scale, const float *beta, int mode, double *s0, double *s1) {
     long m = lo;
     for (; m + 4 <= hi; m += 4) {
-        const float *x0 = x + m * C, *d0 = dy ? dy + m * C : NULL;
+        const float *x0 = x + m * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        const float *d0 = dy + m * C, *d1 = d0 + C, *d2 = d1 + C, *d3 = d2 + C;
         for (long c = 0; c < C; ++c) {
             double a0, a1, a2, a3, b0, b1, b2, b3;
             terms(x0, d0, c, mean, scale, beta, mode, &a0, &b0);
-            terms(x0 + C, d0 ? d0 + C : NULL, c, mean, scale, beta, mode, &a1, &b1);
-            terms(x0 + 2 * C, d0 ? d0 + 2 * C : NULL, c, mean, scale, beta, mode, &a2, &b2);
-            terms(x0 + 3 * C, d0 ? d0 + 3 * C : NULL, c, mean, scale, beta, mode, &a3, &b3);
+            terms(x1, d1, c, mean, scale, beta, mode, &a1, &b1);
+            terms(x2, d2, c, mean, scale, beta, mode, &a2, &b2);
+            terms(x3, d3, c, mean, scale, beta, mode, &a3, &b3);
             s0[c] += (a0 + a1) + (a2 + a3);
             s1[c] += (b0 + b1) + (b2 + b3);
         }
     }
     for (; m < hi; ++m) {
-        const float *xr = x + m * C, *dr = dy ? dy + m * C : NULL;
+        const float *xr = x + m * C, *dr = dy + m * C;
         for (long c = 0; c < C; ++c) {
             double a, b;
             terms(xr, dr, c, mean, scale, beta, mode, &a, &b);
@@ -85,7 +86,7 @@ static int reduce_rows(const float *x, const float *dy, long rows, long C, const
         double *s0 = part + (size_t)t * 2 * C, *s1 = s0 + C;
         /* mode as a constant in each call, so that each loop is compiled for one mode */
         if (mode == 0)
-            sweep(x, NULL, lo, hi, C, NULL, NULL, NULL, 0, s0, s1);
+            sweep(x, x, lo, hi, C, NULL, NULL, NULL, 0, s0, s1); /* mode 0 reads no dy: x stands in */
         else if (mode == 1)
             sweep(x, dy, lo, hi, C, mean, scale, beta, 1, s0, s1);
         else
@@ -192,4 +193,31 @@ int gs_batch_norm_backward(const float *x, const float *dy, float *dx, long rows
     free(scale);
     free(k);
     return 0;
+}
+
+/* MXNet 1.9's SGD update (sgd_mom_update / sgd_update) of n float32 tensors in one call, in the kernel's order
+ * of float32 operations (each rounded, no FMA): with mom, mom = momentum * mom - lr_wd * w - lr_rescale * g and
+ * w = w + mom; without (mom NULL), w = w - (lr_wd * w + lr_rescale * g). convert.train_ops.MXNetSGD. */
+void gs_sgd_update(long n, float *const *w, const float *const *g, float *const *mom, const long *sizes,
+                   float momentum, float lr_wd, float lr_rescale) {
+#pragma omp parallel
+    for (long t = 0; t < n; ++t) {
+        float *wt = w[t];
+        const float *gt = g[t];
+        long size = sizes[t];
+        if (mom) {
+            float *mt = mom[t];
+#pragma omp for schedule(static) nowait
+            for (long i = 0; i < size; ++i) {
+                float v = momentum * mt[i];
+                v = v - lr_wd * wt[i];
+                v = v - lr_rescale * gt[i];
+                mt[i] = v;
+                wt[i] = wt[i] + v;
+            }
+        } else {
+#pragma omp for schedule(static) nowait
+            for (long i = 0; i < size; ++i) wt[i] = wt[i] - (lr_wd * wt[i] + lr_rescale * gt[i]);
+        }
+    }
 }

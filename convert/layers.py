@@ -38,10 +38,11 @@ def mxnet_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: t
     same biased variance (torch's own BatchNorm moves them with the unbiased one): ``running = (1 -
     momentum) * running + momentum * batch``, ``momentum`` in torch's sense (0.1 = MXNet's 0.9). With
     ``sync`` (``--syncbn`` under torch.distributed) the statistics are those of the batch over all processes:
-    per-channel sums are all-reduced, with gradients flowing through the reduction. Float32 channels-last
-    input on the CPU goes through the fused kernel of :mod:`convert.cpu_kernels` where it is available.
+    per-channel sums are all-reduced, with gradients flowing through the reduction. With ``relu``, float32
+    channels-last input on the CPU goes through the fused kernel of :mod:`convert.cpu_kernels` where it is
+    available (without a ReLU to fold in, torch's own BatchNorm kernel is the faster).
     """
-    if not sync and cpu_kernels.applies(x):
+    if relu and not sync and cpu_kernels.applies(x):
         return cpu_kernels.batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, relu)
     out = _mxnet_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, sync)
     return torch.relu_(out) if relu else out

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cpu_kernels
+
 __all__ = ["MXNetSGD", "SSDLoss", "train_step"]
 
 
@@ -40,7 +42,8 @@ class MXNetSGD(torch.optim.Optimizer):
         weight = weight + mom
 
     With ``momentum`` 0 there is no buffer: ``weight = weight - ((lr * wd) * weight + (lr *
-    rescale_grad) * grad)``. The learning rate enters at each update (see :meth:`set_learning_rate`).
+    rescale_grad) * grad)``. The learning rate enters at each update (see :meth:`set_learning_rate`). On
+    float32 CPU tensors the update runs as one kernel of :mod:`convert.cpu_kernels` (the same operations).
 
     Parameters
     ----------
@@ -91,8 +94,7 @@ class MXNetSGD(torch.optim.Optimizer):
             lr_wd = float(lr * np.float32(group["wd"]))
             lr_rescale = float(lr * np.float32(group["rescale_grad"]))
             momentum = _f32(group["momentum"])
-            decay = torch._foreach_mul(weights, lr_wd)
-            step = torch._foreach_mul(grads, lr_rescale)
+            bufs = None
             if momentum > 0:
                 bufs = []
                 for p in weights:
@@ -100,6 +102,11 @@ class MXNetSGD(torch.optim.Optimizer):
                     if "momentum" not in state:
                         state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     bufs.append(state["momentum"])
+            if cpu_kernels.sgd_update(weights, grads, bufs, momentum, lr_wd, lr_rescale):
+                continue  # the same operations in one pass (float32 CPU tensors)
+            decay = torch._foreach_mul(weights, lr_wd)
+            step = torch._foreach_mul(grads, lr_rescale)
+            if bufs is not None:
                 torch._foreach_mul_(bufs, momentum)
                 torch._foreach_sub_(bufs, decay)
                 torch._foreach_sub_(bufs, step)

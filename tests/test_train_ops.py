@@ -91,6 +91,52 @@ def test_sgd_matches_gluon_trainer(sgd_data, momentum):
         assert all(set(optimizer.state[p]) == {"momentum"} for p in params)
 
 
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_sgd_kernel_equals_the_foreach_path(monkeypatch, momentum):
+    """The one-pass CPU kernel (convert.cpu_kernels.sgd_update) and the torch foreach path give the same bits,
+    on tensors large enough to be split over the threads and in channels-last layout; the kernel declines
+    what it does not handle (float64, layouts that differ)."""
+    from convert import cpu_kernels
+
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the foreach path is the only one")
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(64, 32, 3, 3), (1000,), (37, 129)]
+
+    def run(use_kernel):
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+        params[0].data = params[0].data.contiguous(memory_format=torch.channels_last)
+        optimizer = MXNetSGD(params, lr=LRS[0], momentum=momentum, wd=WD)
+        calls = []
+        real = cpu_kernels.sgd_update
+
+        def update(*args):
+            calls.append(bool(use_kernel and real(*args)))
+            return calls[-1]
+
+        monkeypatch.setattr(cpu_kernels, "sgd_update", update)
+        for lr in LRS:
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).contiguous(
+                    memory_format=torch.channels_last if p.dim() == 4 else torch.contiguous_format)
+            optimizer.set_learning_rate(lr)
+            optimizer.step()
+        monkeypatch.setattr(cpu_kernels, "sgd_update", real)
+        assert calls == [use_kernel] * len(LRS)  # the kernel did take every step (or none)
+        return [p.detach().clone() for p in params]
+
+    state = gen.get_state()
+    kernel = run(True)
+    gen.set_state(state)
+    foreach = run(False)
+    for a, b in zip(kernel, foreach):
+        assert torch.equal(a, b)
+    w = [torch.zeros(4, dtype=torch.float64)]
+    assert not cpu_kernels.sgd_update(w, [torch.zeros(4, dtype=torch.float64)], None, 0.0, 0.1, 0.1)
+    x = torch.zeros(2, 3, 4, 4)
+    assert not cpu_kernels.sgd_update([x], [x.contiguous(memory_format=torch.channels_last)], None, 0.0, 0.1, 0.1)
+
+
 def test_torch_sgd_differs_when_the_lr_changes(sgd_data):
     weights, grads = sgd_data
     reference = trainer_run(weights, grads, 0.9)[-1]
