@@ -1,4 +1,5 @@
-/* Training-mode BatchNorm with an optional ReLU after it, fused, for float32 channels-last tensors on the CPU.
+/* CPU kernels of the torch trainer (convert/cpu_kernels.py loads them): training-mode BatchNorm with an optional
+ * ReLU after it, fused, for float32 channels-last tensors; and MXNet's SGD update in one pass (at the end).
  *
  * A channels-last (N, C, H, W) tensor is a (rows = N*H*W, C) row-major array. Forward: per-channel mean and
  * biased variance (double sums), then y = max-with-0((x - mean) * (invstd * gamma) + beta) in one pass. Backward:
@@ -8,7 +9,8 @@
  * fresh tensors per layer.
  *
  * Threads: OpenMP, the runtime torch's CPU ops use (libgomp.so.1), so these parallel regions run on the same
- * worker threads. Built with -ffp-contract=off: every product and sum below rounds as written.
+ * worker threads (a Python thread pool was slower: torch's OpenMP workers spin for a while after each of its
+ * ops and hold the cores). Built with -ffp-contract=off: every product and sum below rounds as written.
  */
 #include <math.h>
 #include <omp.h>

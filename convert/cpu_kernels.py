@@ -2,7 +2,7 @@
 channels-last tensors, and MXNet's SGD update in one pass.
 
 torch's eager CPU training step spends a MobileNet-SSD step's BatchNorm + ReLU in four kernels per layer
-(batch_norm, relu_, threshold_backward, batch_norm_backward), each a pass over memory; the fused kernel does
+(batch_norm, relu_, threshold_backward, batch_norm_backward), six passes over memory; the fused kernel does
 the layer's forward in two passes and its backward in two (BENCHMARKS.md, "Training the twin"). The ReLU that
 follows a BatchNorm is folded into it by :func:`fuse_relu` (``train_ssd.py --backend torch --channels-last`` on
 the CPU), and :func:`convert.layers.mxnet_batch_norm` runs such a BatchNorm with :func:`batch_norm` where
@@ -86,7 +86,8 @@ def library():
         return _state["lib"]
     lib = None
     if os.environ.get("GLUON_SSD_CPU_KERNELS", "1") == "0":
-        log.info("fused CPU BatchNorm kernels switched off (GLUON_SSD_CPU_KERNELS=0): torch's kernels run")
+        log.info("CPU kernels (fused BatchNorm + ReLU, SGD) switched off (GLUON_SSD_CPU_KERNELS=0): torch's "
+                 "kernels run")
     else:
         try:
             lib = ctypes.CDLL(str(_build()))
@@ -98,7 +99,7 @@ def library():
             lib.gs_sgd_update.argtypes = [n, p, p, p, p, f, f, f]
             lib.gs_sgd_update.restype = None
         except (OSError, subprocess.SubprocessError) as err:
-            log.info("fused CPU BatchNorm kernels unavailable (%s): torch's kernels run", err)
+            log.info("CPU kernels (fused BatchNorm + ReLU, SGD) unavailable (%s): torch's kernels run", err)
             lib = None
     _state["lib"] = lib
     return lib
@@ -227,6 +228,7 @@ def sgd_update(weights, grads, buffers, momentum: float, lr_wd: float, lr_rescal
     sizes = (ctypes.c_long * len(weights))(*[t.numel() for t in weights])
     library().gs_sgd_update(len(weights), pointers(weights), pointers(grads),
                             pointers(buffers) if buffers is not None else None, sizes, momentum, lr_wd, lr_rescale)
-    for t in (*weights, *(buffers or ())):  # written through pointers: tell autograd they changed
-        torch.autograd.graph.increment_version(t)
+    bump = getattr(torch.autograd.graph, "increment_version", None)  # torch >= 2.1
+    for t in (*weights, *(buffers or ())) if bump else ():  # written through pointers: tell autograd
+        bump(t)
     return True
