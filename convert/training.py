@@ -196,7 +196,7 @@ class TorchTrainer(Trainer):
             self.model = self.model.to(memory_format=torch.channels_last)
             if self.device.type == "cpu" and cpu_kernels.library() is not None:
                 # BatchNorm + ReLU as one kernel (float32; under --amp torch's bf16 kernels run as before)
-                log.debug("fused CPU BatchNorm: %d ReLUs folded", cpu_kernels.fuse_relu(self.model))
+                log.info("CPU kernels: %d BatchNorm + ReLU pairs fused", cpu_kernels.fuse_relu(self.model))
         if cfg.syncbn and self.parts > 1:
             for module in self.model.modules():
                 if hasattr(module, "sync"):
