@@ -116,6 +116,15 @@ def assert_same_steps(after: dict, reference: dict, before: dict, per_tensor: fl
     assert diff2 ** 0.5 <= overall * step2 ** 0.5, (diff2 ** 0.5, step2 ** 0.5)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for torchrun / kvstore schedulers in tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def running_beside(command, log_path, timeout=600):
     """Run ``command`` (a train_ssd.py run) in the background while the with-block runs; on leaving it, wait

@@ -1,6 +1,5 @@
 """MXNet's distributed kvstore on 127.0.0.1: 1 scheduler + 1 server + 2 workers."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -9,16 +8,10 @@ import pytest
 
 from gluon_ssd.train import checkpoint as ckpt
 from tests.conftest import ROOT
-from tests.helpers import assert_same_steps
+from tests.helpers import assert_same_steps, free_port
 
 TRAIN = str(ROOT / "train_ssd.py")
 NAME = "ssd_300_vgg16_atrous_custom"  # no BatchNorm: splitting the batch must not change the update
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def _args(dataset, prefix, *extra):
 
 @pytest.mark.slow
 def test_dist_sync_two_workers_equal_one_process(tiny_dataset, tmp_path):
-    env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(_free_port()),
+    env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(free_port()),
                DMLC_NUM_SERVER="1", DMLC_NUM_WORKER="2", DMLC_NODE_HOST="127.0.0.1", DMLC_INTERFACE="lo",
                PYTHONUNBUFFERED="1")
     procs = []

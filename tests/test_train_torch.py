@@ -11,7 +11,6 @@ What can be equal and what cannot, measured (see BENCHMARKS.md, 'Training the tw
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -25,7 +24,7 @@ from convert.model import get_torch_model
 from convert.training import load_checkpoint
 from gluon_ssd.train.fit import SeededAugmentation
 from tests.conftest import ROOT, train_in_process, vgg_train_config
-from tests.helpers import WITHOUT_MXNET, assert_same_steps, running_beside, sigkill_in_epoch
+from tests.helpers import WITHOUT_MXNET, assert_same_steps, free_port, running_beside, sigkill_in_epoch
 
 TRAIN = str(ROOT / "train_ssd.py")
 
@@ -184,12 +183,6 @@ def test_batchnorm_model_gradient_equals_mxnet_in_float64(tiny_dataset):
     assert compared > 50
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cli_run(args, timeout=600):
     return subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -280,7 +273,7 @@ def test_syncbn_over_two_gloo_processes_equals_one_batch(tmp_path):
     rng = np.random.RandomState(1)
     x = (rng.randn(4, 6, 5, 5) * 2 + 1).astype("float32")
     head = rng.randn(4, 6, 5, 5).astype("float32")
-    torch.multiprocessing.spawn(_syncbn_worker, args=(2, _free_port(), x, head, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(_syncbn_worker, args=(2, free_port(), x, head, str(tmp_path)), nprocs=2)
     parts = [np.load(tmp_path / f"r{r}.npz") for r in range(2)]
     layer = BatchNorm2d(6)
     layer.train()

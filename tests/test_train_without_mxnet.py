@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tests.helpers import WITHOUT_MXNET, running_beside
+from tests.helpers import WITHOUT_MXNET, free_port, running_beside
 
 NAME = "ssd_300_mobilenet0.25_custom"
 
@@ -187,7 +187,7 @@ finally:
             "--pretrained-base", "False", "--no-progress", "--log-interval", "0", "--val-interval", "0",
             "--seed", "5", "--backend", "torch", "--max-iterations", "2"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    port = _free_port()
+    port = free_port()
     ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
                             "127.0.0.1", "--master-port", str(port), str(wrapper), *args, "--save-prefix",
                             str(tmp_path / "ddp") + "/"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -213,14 +213,6 @@ finally:
     keys = [k for k in before if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert_same_steps({k: after["model"][k].numpy() for k in keys}, {k: reference["model"][k].numpy() for k in keys},
                       {k: before[k] for k in keys})
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_bad_input_without_mxnet(tiny_train_dataset, tmp_path):
