@@ -81,7 +81,8 @@ def test_init_matches_gluon_per_parameter(name):
     gluon = param_arrays(gluon_ssd.get_model(name, pretrained_base=False))
     model = get_torch_model(name)
     init_like_gluon(model, torch.Generator().manual_seed(7))
-    twin = {g: model.state_dict()[t].numpy() for t, g in key_map(model).items()}
+    state = model.state_dict()
+    twin = {g: state[t].numpy() for t, g in key_map(model).items()}
     ignored = set(ignored_gluon_keys(model))
     for key, value in gluon.items():
         if key.startswith("anchor_generators."):

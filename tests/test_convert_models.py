@@ -21,7 +21,7 @@ from convert.verify import (
     photo_batch,
     torch_outputs,
 )
-from tests.helpers import CUSTOM_CLASSES, randomize, save_legacy
+from tests.helpers import CUSTOM_CLASSES, randomize, save_legacy, smallest_size
 
 MODELS = gluon_ssd.list_models()
 
@@ -39,18 +39,10 @@ def _classes(name):
     return list(CUSTOM_CLASSES) if name.endswith("_custom") else None
 
 
-def _probe_size(name):
-    """The smallest square input at which every prediction layer of ``name`` still has a cell."""
-    spec = gluon_ssd.model_zoo.get_spec(name)
-    if spec.backbone == "vgg16_atrous":
-        return 268 if spec.base_size == 300 else 320
-    return 268 if spec.backbone == "resnet34_v1b" else 160
-
-
 def _random_gluon(name, photos, seed):
     """gluon_ssd model with spread seeded weights; the heads are scaled on one small photo (cheap)."""
     net = gluon_ssd.get_model(name, pretrained_base=False, classes=_classes(name))
-    size = _probe_size(name)
+    size = smallest_size(name)
     return randomize(net, seed=seed, probe=photo_batch(photos[:1], size, size))
 
 
@@ -70,7 +62,7 @@ def photos(photo_paths):
 def test_converted_twin_matches_gluon(name, photos, tmp_path):
     first = name in FIRST_OF_ARCH
     spec = gluon_ssd.model_zoo.get_spec(name)
-    size = spec.base_size if first else min(spec.base_size, _probe_size(name) if "vgg" in name else 384)
+    size = spec.base_size if first else min(spec.base_size, smallest_size(name) if "vgg" in name else 384)
     x = photo_batch(photos if first and name not in ONE_PHOTO else photos[1:], size, size)
     net = _random_gluon(name, photos, seed=MODELS.index(name))
     path = tmp_path / "gluon.params"
@@ -155,8 +147,9 @@ def test_round_trip_is_bit_identical(name, tmp_path):
         np.testing.assert_array_equal(b[key].asnumpy(), a[key].asnumpy(), err_msg=key)
     # The rebuilt gluon file loads into gluon_ssd and converts back to the same torch tensors.
     again, _ = convert_gluon_file(name, back, classes=_classes(name))
+    rebuilt = again.state_dict()
     for key, value in model.state_dict().items():
-        assert torch.equal(again.state_dict()[key], value), key
+        assert torch.equal(rebuilt[key], value), key
     # Without the stored gammas the reverse file sets them to 1, which MXNet ignores anyway.
     ones = write_gluon_file(loaded, payload["state_dict"], tmp_path / "ones.params")
     for key, value in mx.nd.load(ones).items():

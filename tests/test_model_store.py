@@ -81,7 +81,8 @@ def test_good_file_is_downloaded_verified_and_cached(server, fake_entry, tmp_pat
 def test_corrupted_download_is_rejected_and_nothing_cached(server, fake_entry, tmp_path, monkeypatch):
     name, payload, sha1 = fake_entry
     stem = f"{name}-{sha1[:8]}"
-    _Files.payloads = {f"/gluon/models/{stem}.zip": _zip(f"{stem}.params", payload[:-1] + b"x")}
+    damaged = payload[:-1] + bytes([payload[-1] ^ 1])  # the last byte changed (a constant could equal it)
+    _Files.payloads = {f"/gluon/models/{stem}.zip": _zip(f"{stem}.params", damaged)}
     monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{server.server_port}/")
     with pytest.raises(model_store.ModelStoreError, match="sha1"):
         model_store.get_model_file(name, root=str(tmp_path), progress=False)
