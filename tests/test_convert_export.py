@@ -8,6 +8,7 @@ import torch
 from convert import export_onnx, export_torchscript, fuse_batchnorm, get_torch_model, predict, prepare
 from convert.model import to_torchvision
 from convert.verify import compare_detections
+from tests.helpers import smallest_size
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -140,7 +141,7 @@ def test_fuse_batchnorm_every_block_kind():
         remaining = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
         # Only ResNet v2's pre-activation BatchNorms (BN before conv) cannot be folded.
         assert remaining == 0 or "v2" in name, (name, remaining)
-        x = _image(5, 268 if "resnet34" in name else 160, 268 if "resnet34" in name else 160, batch=1)
+        x = _image(5, smallest_size(name), smallest_size(name), batch=1)
         with torch.no_grad():
             for a, b in zip(fused.raw(x), model.raw(x)):
                 np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4 * b.abs().max().item())
