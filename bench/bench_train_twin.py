@@ -3,6 +3,7 @@
     python bench/bench_train_twin.py speed [--network mobilenet1.0] [--data-shape 512] [--batch-size 8]
                                            [--iterations 3] [--rounds 5] [--warmup 2]
     python bench/bench_train_twin.py parity [--network vgg16_atrous] [--data-shape 300] [--iterations 20]
+                                            [--float64]
 
 speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
 batch and synthetic images (read once by the data loader), each variant in its own process, taking turns round
@@ -13,7 +14,9 @@ or AMX).
 
 parity: the per-iteration training loss of the first N iterations (batch 2, lr 0.001, seed 5) of the torch
 backend against the MXNet backend, beside the same comparison for the MXNet backend with the batch split over
-two CPU contexts (same arithmetic, another summation order): how far two float32 runs of one recipe drift.
+two CPU contexts (same arithmetic, another summation order): how far two float32 runs of one recipe drift; then
+the weights after the steps. With --float64 the networks, the losses, the gradients and the SGD updates run in float64
+(the same float32 targets): what is left of the drift when the arithmetic rounds to 1e-16 instead of 6e-8.
 """
 from __future__ import annotations
 
@@ -123,18 +126,65 @@ def speed(args, root, tmp):
         print(f"| {label} | {rate:.2f} | {rate / medians[0]:.2f} | {per_round.min():.2f}-{per_round.max():.2f} |")
 
 
+class _Float64Input(mx.gluon.HybridBlock):
+    """The gluon SSD in float64, fed the loader's float32 images."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def hybrid_forward(self, F, x):
+        return self.net(F.cast(x, "float64"))
+
+
+def _in_float64(trainer):
+    """Make ``trainer`` run its steps in float64 once set up (the same start: the float32 weights are exact in
+    float64); both losses compute in their predictions' precision, the targets are the float32 ones."""
+    setup = trainer.setup
+
+    def setup_float64():
+        setup()
+        if hasattr(trainer, "model"):  # the twin
+            trainer.model.double()
+            trainer.forward_model = lambda x: trainer.model(x.double())
+        else:
+            trainer.net.cast("float64")
+            trainer.net = _Float64Input(trainer.net)
+
+    trainer.setup = setup_float64
+
+
+def _weights(trainer, gluon_net):
+    """The trained weights by gluon key, float64 numpy (the twin's through the converter's key table)."""
+    if hasattr(trainer, "model"):
+        from convert.mapping import key_map
+
+        state = trainer.model.state_dict()
+        return {g: state[t].double().numpy() for t, g in key_map(trainer.model).items()
+                if not t.endswith(("running_mean", "running_var"))}
+    return {k: p.data().asnumpy().astype(np.float64) for k, p in gluon_net._collect_params_with_prefix().items()}
+
+
 def parity(args, root, tmp):
-    losses = {}
+    losses, weights = {}, {}
     for tag, backend, extra in (("mxnet", "mxnet", {}), ("mxnet, 2 contexts", "mxnet", {"cpu_contexts": 2}),
                                 ("torch", "torch", {})):
         trainer = _trainer(root, os.path.join(tmp, tag.replace(" ", "_").replace(",", "")), backend,
                            network=args.network, data_shape=args.data_shape, batch_size=2, num_workers=0, lr=0.001,
                            seed=5, max_iterations=args.iterations, **extra)
+        gluon_net = trainer.net
+        if tag == "mxnet":
+            initial = {k: p.data().asnumpy().astype(np.float64)
+                       for k, p in gluon_net._collect_params_with_prefix().items()}
+        if args.float64:
+            _in_float64(trainer)
         trainer.fit()
         losses[tag] = np.array([json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
                                 if json.loads(line)["kind"] == "iteration"])
+        weights[tag] = _weights(trainer, gluon_net)
     ref = losses["mxnet"]
-    print(f"\n{args.network} at {args.data_shape}, batch 2, lr 0.001; CPU: {cpu.describe()}")
+    precision = "float64" if args.float64 else "float32"
+    print(f"\n{args.network} at {args.data_shape}, batch 2, lr 0.001, {precision}; CPU: {cpu.describe()}")
     print("| iteration | " + " | ".join(str(i) for i in range(len(ref))) + " |")
     print("|---" * (len(ref) + 1) + "|")
     print("| mxnet loss | " + " | ".join(f"{v:.3f}" for v in ref) + " |")
@@ -144,6 +194,18 @@ def parity(args, root, tmp):
     for tag in ("mxnet, 2 contexts", "torch"):
         rel = np.abs(losses[tag] - ref) / np.abs(ref)
         print(f"{tag}: max relative difference {rel.max():.2e}, first 2 iterations {rel[:2].max():.1e}")
+    # Weights after the steps: each tensor's largest difference from MXNet's, relative to the tensor's largest
+    # weight and to its largest update.
+    for tag in ("mxnet, 2 contexts", "torch"):
+        of_weight, of_update = [], []
+        for key, theirs in weights[tag].items():
+            mine = weights["mxnet"][key]
+            err = float(np.abs(theirs - mine).max())
+            of_weight.append(err / max(float(np.abs(mine).max()), 1e-30))
+            of_update.append(err / max(float(np.abs(mine - initial[key]).max()), 1e-30))
+        print(f"{tag}: weights after {len(ref)} steps, {len(of_weight)} tensors: largest difference "
+              f"{max(of_weight):.1e} of the tensor's largest weight, {max(of_update):.1e} of its largest update "
+              f"(median tensor {np.median(of_update):.1e})")
 
 
 def main():
@@ -155,6 +217,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="speed: rounds of --iterations steps per variant")
+    parser.add_argument("--float64", action="store_true",
+                        help="parity: networks, losses, gradients and updates in float64")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)

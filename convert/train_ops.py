@@ -216,7 +216,8 @@ def train_step(network, loss_fn, optimizer, images, cls_targets, box_targets, nu
     num_positives : float
         Positives of the whole global batch (the loss is normalized by it).
     amp_dtype : torch.dtype, optional
-        Autocast the forward to this dtype (bf16, or fp16 with ``scaler``); the loss is float32.
+        Autocast the forward to this dtype (bf16, or fp16 with ``scaler``); the loss is float32 (float64 for a
+        float64 network).
     scaler : torch.amp.GradScaler, optional
     grad_factor : float
         The objective is ``grad_factor`` times the summed loss: the world size under DDP, which averages
@@ -229,7 +230,8 @@ def train_step(network, loss_fn, optimizer, images, cls_targets, box_targets, nu
     device_type = images.device.type
     with torch.autocast(device_type, amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         cls_preds, box_preds, _ = network(images)
-    total, cls_loss, box_loss = loss_fn(cls_preds.float(), box_preds.float(), cls_targets, box_targets,
+    wide = torch.promote_types(cls_preds.dtype, torch.float32)  # float32, or float64 for a float64 network
+    total, cls_loss, box_loss = loss_fn(cls_preds.to(wide), box_preds.to(wide), cls_targets, box_targets,
                                         num_positives)
     objective = total.sum() * grad_factor
     optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mxnet import autograd, gluon
 
-from convert.train_ops import MXNetSGD, SSDLoss
+from convert.train_ops import MXNetSGD, SSDLoss, train_step
 from gluon_ssd.train.loss import SSDMultiBoxLoss
 
 SHAPES = [(8, 3, 3, 3), (8,), (16, 8), (16,)]   # conv weight, its bias, dense weight, a BatchNorm gamma
@@ -361,3 +361,54 @@ def test_loss_without_positives():
     ours = torch_loss(cls_preds, box_preds, cls_targets, box_targets, 0.0, min_hard_negatives=5)
     assert_same(reference, ours)
     assert selected(ours[1]).sum(1).tolist() == [5, 5, 5]
+
+
+def test_loss_in_float64_matches_across_libraries():
+    """A float64 network's outputs with the float32 targets: both losses compute in float64 (what
+    bench/bench_train_twin.py parity --float64 relies on), MXNet's equal to the twin's to float64 rounding and
+    to its own float32 result to float32 rounding."""
+    data = random_batch(6)
+    num_positives = float((data[2] > 0).sum())
+    preds64 = [x.astype(np.float64) for x in data[:2]]
+    cp, bp = (mx.nd.array(x, dtype="float64") for x in preds64)
+    cp.attach_grad()
+    bp.attach_grad()
+    with autograd.record():
+        out = SSDMultiBoxLoss()(cp, bp, mx.nd.array(data[2]), mx.nd.array(data[3]), num_positives)
+    autograd.backward(out[0])
+    assert all(v[0].dtype == np.float64 for v in out) and cp.grad.dtype == np.float64
+    reference = [v[0].asnumpy() for v in out], cp.grad.asnumpy(), bp.grad.asnumpy()
+    ours = torch_loss(*preds64, *data[2:], num_positives)
+    assert ours[1].dtype == np.float64
+    for r, o in zip(reference[0], ours[0]):
+        np.testing.assert_allclose(o, r, rtol=1e-12)
+    np.testing.assert_allclose(ours[1], reference[1], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(ours[2], reference[2], rtol=0, atol=1e-15)
+    in_float32 = mxnet_loss(*data, num_positives)
+    np.testing.assert_array_equal(selected(reference[1]), selected(in_float32[1]))
+    assert_same(in_float32, reference)
+
+
+def test_train_step_keeps_a_float64_network_in_float64():
+    """train_step takes the loss in float32 at least: a float64 network's outputs are not rounded to float32."""
+    cls_preds, box_preds, cls_targets, box_targets = random_batch(7)
+    num_positives = float((cls_targets > 0).sum())
+    cls_np, box_np = cls_preds.astype(np.float64) / 3, box_preds.astype(np.float64) / 3  # not float32 values
+
+    class Network(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(3.0, dtype=torch.float64))
+
+        def forward(self, images):
+            return torch.from_numpy(cls_np) * self.scale, torch.from_numpy(box_np) * self.scale, None
+
+    network = Network()
+    args = (torch.from_numpy(cls_targets).long(), torch.from_numpy(box_targets), num_positives)
+    losses = train_step(network, SSDLoss(), MXNetSGD(network.parameters(), lr=0.1), torch.zeros(1), *args)
+    assert losses.dtype == torch.float64 and network.scale.dtype == torch.float64
+    preds = torch.from_numpy(cls_np) * 3, torch.from_numpy(box_np) * 3
+    wide = SSDLoss()(*preds, *args)[0].sum()
+    rounded = SSDLoss()(*(p.float() for p in preds), *args)[0].sum()
+    assert losses[0].item() == wide.item() and rounded.item() != wide.item()
+    assert network.scale.item() != 3.0  # the step updated the float64 weight

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from mxnet import gluon, nd
 
 __all__ = ["SSDMultiBoxLoss"]
@@ -86,6 +87,9 @@ class SSDMultiBoxLoss(gluon.Block):
         denominator = max(1.0, num_positives)
         sum_losses, cls_losses, box_losses = [], [], []
         for cp, bp, ct, bt in zip(cls_preds, box_preds, cls_targets, box_targets):
+            # float32 targets meet a float64 network's outputs in float64 (never narrowed)
+            ct = ct.astype(np.promote_types(cp.dtype, ct.dtype), copy=False)
+            bt = bt.astype(np.promote_types(bp.dtype, bt.dtype), copy=False)
             positive = ct > 0
             cross_entropy = -nd.pick(nd.log_softmax(cp, axis=-1), ct, axis=-1)  # (B, N)
             selected = positive + self._hard_negatives(cross_entropy.detach(), positive)
@@ -112,7 +116,7 @@ class SSDMultiBoxLoss(gluon.Block):
         order = nd.argsort(cross_entropy * (positive - 1), axis=1)  # (B, N) anchors, hardest first
         quota = nd.maximum(self._min_hard_negatives,
                            nd.sum(positive, axis=1, keepdims=True) * self._negative_mining_ratio)
-        in_quota = nd.broadcast_lesser(nd.arange(num_anchors, ctx=ctx).reshape((1, -1)), quota)
+        in_quota = nd.broadcast_lesser(nd.arange(num_anchors, ctx=ctx, dtype=quota.dtype).reshape((1, -1)), quota)
         # Scatter the per-rank flags back to the anchors they rank (inverse of the permutation).
         batch_index = nd.broadcast_like(nd.arange(batch, ctx=ctx).reshape((batch, 1)), order)
         return nd.scatter_nd(in_quota.reshape((-1,)), nd.stack(batch_index, order).reshape((2, -1)),
