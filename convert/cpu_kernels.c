@@ -223,3 +223,10 @@ void gs_sgd_update(long n, float *const *w, const float *const *g, float *const 
         }
     }
 }
+
+/* y = logf(x) elementwise with the C library's logf: the function MXNet's CPU log operator calls for float32, so
+ * that the training targets' box size codes (convert/targets.py) are MXNet's to the bit. A plain loop: without
+ * -ffast-math the compiler keeps the library call (no vector variant with other rounding). */
+void gs_logf(const float *x, float *y, long n) {
+    for (long i = 0; i < n; ++i) y[i] = logf(x[i]);
+}

@@ -9,7 +9,8 @@ the CPU), and :func:`convert.layers.mxnet_batch_norm` runs such a BatchNorm with
 :func:`applies` says so. A BatchNorm with no ReLU after it keeps torch's kernel: with the same number of passes
 (two each way) torch's is 5-50% faster than this one there (measured on ResNet-50's shapes).
 :func:`sgd_update` is :class:`convert.train_ops.MXNetSGD`'s update on the CPU: the same float32 operations in
-the same order as its torch fallback (six passes over memory and two temporaries), in one pass.
+the same order as its torch fallback (six passes over memory and two temporaries), in one pass. :func:`logf` is
+the C library's logf, which MXNet's CPU log calls: the training targets' box size codes to MXNet's last bit.
 
 The C source is compiled on first use with the system's C compiler (``$CC``, else ``cc``) into
 ``$GLUON_SSD_KERNEL_CACHE`` (default ``~/.cache/gluon_ssd/kernels``), one file per source, flags and CPU (it is
@@ -32,7 +33,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["library", "applies", "batch_norm", "fuse_relu", "unfuse_relu", "sgd_update"]
+__all__ = ["library", "applies", "batch_norm", "fuse_relu", "unfuse_relu", "sgd_update", "logf"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared"]
@@ -86,7 +87,7 @@ def library():
         return _state["lib"]
     lib = None
     if os.environ.get("GLUON_SSD_CPU_KERNELS", "1") == "0":
-        log.info("CPU kernels (fused BatchNorm + ReLU, SGD) switched off (GLUON_SSD_CPU_KERNELS=0): torch's "
+        log.info("CPU kernels (fused BatchNorm + ReLU, SGD, logf) switched off (GLUON_SSD_CPU_KERNELS=0): torch's "
                  "kernels run")
     else:
         try:
@@ -98,8 +99,10 @@ def library():
             f = ctypes.c_float
             lib.gs_sgd_update.argtypes = [n, p, p, p, p, f, f, f]
             lib.gs_sgd_update.restype = None
+            lib.gs_logf.argtypes = [p, p, n]
+            lib.gs_logf.restype = None
         except (OSError, subprocess.SubprocessError) as err:
-            log.info("CPU kernels (fused BatchNorm + ReLU, SGD) unavailable (%s): torch's kernels run", err)
+            log.info("CPU kernels (fused BatchNorm + ReLU, SGD, logf) unavailable (%s): torch's kernels run", err)
             lib = None
     _state["lib"] = lib
     return lib
@@ -232,3 +235,14 @@ def sgd_update(weights, grads, buffers, momentum: float, lr_wd: float, lr_rescal
     for t in (*weights, *(buffers or ())) if bump else ():  # written through pointers: tell autograd
         bump(t)
     return True
+
+
+def logf(x: torch.Tensor) -> torch.Tensor | None:
+    """``log(x)`` by the C library's ``logf`` (MXNet's CPU log of float32, to the bit) for a float32 CPU tensor;
+    None (nothing done) for any other tensor or where the kernels are unavailable."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or library() is None:
+        return None
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    library().gs_logf(x.data_ptr(), out.data_ptr(), x.numel())
+    return out

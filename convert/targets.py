@@ -3,17 +3,18 @@
 Anchors are matched to ground truths by the algorithm described in :mod:`gluon_ssd.train.target`
 (GluonCV's bipartite + maximum-IoU matching, with the same tie rules and the same deliberate
 difference: ground truths whose best IoU is zero, padding rows included, are never matched), then
-classes and box offsets are encoded. On float32 inputs the matches and class targets equal the MXNet
-version's, the center codes to the last bit and the size codes within 2 ulp, every float32 step being
-computed in the same operation order:
+classes and box offsets are encoded. On float32 inputs the matches, class targets and box codes equal the
+MXNet version's to the last bit on the CPU (the size codes within 2 ulp on other devices), every float32 step
+being computed in the same operation order:
 
 - IoU as MXNet's ``contrib.box_iou``: clipped overlaps ``min(x2) - max(x1)``, their product, areas
   ``w * h`` (0 for a negative width or height), then ``inter / (area_a + area_b - inter)``, 0 where
   the intersection is not positive;
 - box encoding as GluonCV's ``NormalizedBoxCenterEncoder``: ``(gx - ax) / aw / std`` and
   ``log(gw / aw) / std``, with centres ``x1 + w * 0.5`` of corners ``cx -+ w * 0.5``;
-- the width and height codes take ``torch.log``, which differs from the glibc ``logf`` that MXNet calls
-  on the CPU in the last bit for a few percent of inputs (hence the 2 ulp).
+- the width and height codes take the C library's ``logf`` on the CPU, the function MXNet's log calls
+  (:func:`convert.cpu_kernels.logf`); on a GPU, or where the kernels cannot be built, the correctly rounded
+  float32 log, one ulp off glibc's logf for 0.2% of inputs (two after the division by the std).
 
 Only torch is needed (no MXNet, no numpy): everything runs as batched tensor ops on
 the anchors' device, with a short loop over bipartite matching rounds and a few host syncs per call.
@@ -160,6 +161,16 @@ def match_anchors(ious: torch.Tensor, iou_thresh: float = 0.5) -> torch.Tensor:
     return torch.where(bipartite >= 0, bipartite, second)
 
 
+def _log_as_mxnet(x: torch.Tensor) -> torch.Tensor:
+    """float32 ``log(x)`` as MXNet's CPU log computes it: the C library's ``logf`` on the CPU (bit-exact, through
+    :mod:`convert.cpu_kernels`); elsewhere, or without the kernels, the float64 log rounded to float32 (correctly
+    rounded, which glibc's logf is not on 0.2% of inputs, by one ulp; ``torch.log`` differs on 5%)."""
+    from . import cpu_kernels
+
+    exact = cpu_kernels.logf(x)
+    return exact if exact is not None else torch.log(x.double()).float()
+
+
 def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
                   stds=(0.1, 0.1, 0.2, 0.2)) -> tuple[torch.Tensor, torch.Tensor]:
     """Classification and box targets of a padded label batch, on the anchors' device.
@@ -209,7 +220,7 @@ def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
     ax, ay, aw, ah = _center_planes(corners)  # each (N,)
     # A tensor divisor: CUDA turns division by a Python scalar into a multiplication by its inverse.
     std = torch.tensor([float(s) for s in stds], dtype=torch.float32, device=device)
-    codes = torch.stack([(gx - ax) / aw, (gy - ay) / ah, torch.log(gw / aw), torch.log(gh / ah)], dim=-1) / std
+    codes = torch.stack([(gx - ax) / aw, (gy - ay) / ah, _log_as_mxnet(gw / aw), _log_as_mxnet(gh / ah)], dim=-1) / std
     box_targets = torch.where(positive.unsqueeze(-1), codes, torch.zeros_like(codes))
     ids = labels[..., 4].gather(1, index)
     cls_targets = torch.where(positive, ids.long() + 1, 0)

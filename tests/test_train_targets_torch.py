@@ -1,6 +1,7 @@
 """convert.targets (the torch twin of SSD target generation) against gluon_ssd's MXNet targets and GluonCV's.
 
-References: :func:`gluon_ssd.train.target.batch_targets` (the same matches; box targets within 2 ulp),
+References: :func:`gluon_ssd.train.target.batch_targets` (the same matches; box targets to the bit on the CPU
+with convert.cpu_kernels, within 2 ulp without),
 GluonCV's ``SSDTargetGenerator(negative_mining_ratio=-1)`` on batches without padding, MXNet's
 ``contrib.box_iou`` for the IoU (bit for bit), numpy's argmax for the first-maximum rule.
 """
@@ -13,6 +14,7 @@ import torch
 from mxnet import autograd
 
 import gluon_ssd
+from convert import cpu_kernels
 from convert.targets import batch_targets, box_iou, center_to_corner
 from gluon_ssd.data import VOCDetection
 from gluon_ssd.train import target as mx_target
@@ -30,16 +32,22 @@ def anchors():
     return mx_anchors, torch.from_numpy(mx_anchors.asnumpy())
 
 
-def assert_same_targets(ours, reference):
-    """Class targets equal; box center codes equal to the bit, size codes within 2 ulp (torch.log against the
-    glibc logf of MXNet's CPU log: two float32 logs, each within 1 ulp of the exact value)."""
+def assert_same_targets(ours, reference, exact_sizes=None):
+    """Class targets and box center codes equal to the bit; the size codes too where both sides took the C
+    library's logf (MXNet's CPU log; the twin's on the CPU through convert.cpu_kernels), else within 2 ulp (the
+    correctly rounded log against glibc's logf: one ulp, then the division by the std)."""
+    if exact_sizes is None:
+        exact_sizes = cpu_kernels.library() is not None
     cls, box = (x.numpy() for x in ours)
     ref_cls, ref_box = (np.asarray(x) for x in reference)
     ref_box = ref_box.astype(np.float32)
     assert cls.dtype == np.int64 and box.dtype == np.float32
     np.testing.assert_array_equal(cls, ref_cls)
     np.testing.assert_array_equal(box[..., :2].view(np.int32), ref_box[..., :2].view(np.int32))
-    np.testing.assert_array_max_ulp(box[..., 2:], ref_box[..., 2:], maxulp=2)
+    if exact_sizes:
+        np.testing.assert_array_equal(box[..., 2:].view(np.int32), ref_box[..., 2:].view(np.int32))
+    else:
+        np.testing.assert_array_max_ulp(box[..., 2:], ref_box[..., 2:], maxulp=2)
 
 
 def mxnet_targets(mx_anchors, labels):
@@ -199,4 +207,32 @@ def test_cuda_equals_cpu(anchors):
     cpu = batch_targets(t_anchors, labels)
     cuda = batch_targets(t_anchors.cuda(), torch.from_numpy(labels))
     assert all(x.device.type == "cuda" for x in cuda)
-    assert_same_targets([x.cpu() for x in cuda], [x.numpy() for x in cpu])
+    assert_same_targets([x.cpu() for x in cuda], [x.numpy() for x in cpu], exact_sizes=False)
+
+
+def test_log_is_mxnets_to_the_bit():
+    """The size codes' log: the kernel's logf is MXNet's CPU log bit for bit (a million values over 2^-30..2^30,
+    and the special values); the fallback (GPU, no compiler) is the correctly rounded log, at most one ulp off."""
+    from convert.targets import _log_as_mxnet
+
+    rng = np.random.default_rng(8)
+    x = np.exp2(rng.uniform(-30, 30, 1_000_000)).astype(np.float32)
+    x = np.concatenate([x, np.float32([1, 0, -0.0, -1, np.inf, np.nan, 1e-45, 3.4e38, 1 + 2 ** -23])])
+    mx_log = mx.nd.log(mx.nd.array(x)).asnumpy()
+    fallback = torch.log(torch.from_numpy(x).double()).float().numpy()
+    finite = np.isfinite(mx_log)
+    np.testing.assert_array_max_ulp(fallback[finite], mx_log[finite], maxulp=1)
+    assert (fallback[finite].view(np.int32) != mx_log[finite].view(np.int32)).any()  # why the kernel exists
+    ours = _log_as_mxnet(torch.from_numpy(x)).numpy()
+    if cpu_kernels.library() is None:
+        pytest.skip("no C compiler: the fallback runs (checked above)")
+    np.testing.assert_array_equal(ours.view(np.int32)[finite], mx_log.view(np.int32)[finite])
+    np.testing.assert_array_equal(ours[~finite], mx_log[~finite])  # -inf for zeros, NaN for negatives and NaN
+
+
+def test_targets_without_the_kernels_within_two_ulp(anchors, monkeypatch):
+    mx_anchors, t_anchors = anchors
+    rng = np.random.default_rng(9)
+    labels = np.stack([random_ground_truth(rng, mx_anchors, SIZE, 20, n) for n in (4, 20, 11)])
+    monkeypatch.setattr(cpu_kernels, "library", lambda: None)
+    assert_same_targets(batch_targets(t_anchors, labels), mxnet_targets(mx_anchors, labels), exact_sizes=False)
