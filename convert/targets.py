@@ -16,12 +16,14 @@ being computed in the same operation order:
   (:func:`convert.cpu_kernels.logf`); on a GPU, or where the kernels cannot be built, the correctly rounded
   float32 log, one ulp off glibc's logf for 0.2% of inputs (two after the division by the std).
 
-Only torch is needed (no MXNet, no numpy): everything runs as batched tensor ops on
+Only torch is needed (no MXNet, no numpy; the CPU's logf through ctypes): everything runs as batched tensor ops on
 the anchors' device, with a short loop over bipartite matching rounds and a few host syncs per call.
 """
 from __future__ import annotations
 
 import torch
+
+from . import cpu_kernels
 
 __all__ = ["batch_targets", "box_iou", "center_to_corner", "match_anchors"]
 
@@ -165,8 +167,6 @@ def _log_as_mxnet(x: torch.Tensor) -> torch.Tensor:
     """float32 ``log(x)`` as MXNet's CPU log computes it: the C library's ``logf`` on the CPU (bit-exact, through
     :mod:`convert.cpu_kernels`); elsewhere, or without the kernels, the float64 log rounded to float32 (correctly
     rounded, which glibc's logf is not on 0.2% of inputs, by one ulp; ``torch.log`` differs on 5%)."""
-    from . import cpu_kernels
-
     exact = cpu_kernels.logf(x)
     return exact if exact is not None else torch.log(x.double()).float()
 
