@@ -174,8 +174,7 @@ def parity(args, root, tmp):
                            seed=5, max_iterations=args.iterations, **extra)
         gluon_net = trainer.net
         if tag == "mxnet":
-            initial = {k: p.data().asnumpy().astype(np.float64)
-                       for k, p in gluon_net._collect_params_with_prefix().items()}
+            initial = _weights(trainer, gluon_net)  # before the steps
         if args.float64:
             _in_float64(trainer)
         trainer.fit()
