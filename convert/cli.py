@@ -77,8 +77,13 @@ def _forward(args) -> int:
         raise UsageError(f"--params {args.params}: no such file")
     classes = parse_classes(args.classes)
     if args.verify:
+        from gluon_ssd._mxnet import HAVE_MXNET, missing_message
+
         from .inference import resolve_device
 
+        if not HAVE_MXNET:  # before any work: the comparison is against gluon_ssd's MXNet network
+            raise UsageError(missing_message("--verify (a comparison with the gluon_ssd MXNet model)")
+                             + "; without --verify the conversion itself needs no MXNet")
         try:
             resolve_device(args.device)
         except (RuntimeError, ValueError) as err:

@@ -20,6 +20,7 @@ stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`). What 
   ``--syncbn`` sharing BatchNorm statistics;
 - speed options: ``--amp`` (bf16 autocast, or fp16 with a gradient scaler on CUDA), ``--channels-last``
   (on the CPU with BatchNorm + ReLU fused, :mod:`convert.cpu_kernels`), ``--compile``;
+- ``--resume``: the checkpoint exactly, or a parameter file (GluonCV's or ours) for its weights alone;
 - files: the checkpoint ``{prefix}_last.ckpt`` (a zip of meta.json and a torch state), and GluonCV's
   ``_best.params`` / ``_{epoch}_{map}.params`` written as gluon_ssd parameters through the reverse mapping,
   with a ``_best.pth`` beside them.
@@ -39,11 +40,11 @@ from gluon_ssd._mxnet import as_numpy, mx
 from gluon_ssd.data.batchify import batchify_detection, torch_loader
 from gluon_ssd.fileio import atomic_write
 from gluon_ssd.train import checkpoint as mx_ckpt
-from gluon_ssd.train.fit import Trainer, TrainingError
+from gluon_ssd.train.fit import Trainer, TrainingError, weights_file_classes
 
 from . import cpu_kernels
 from .inference import reuse_freed_memory
-from .mapping import gluon_to_torch, save_torch_model, write_gluon_file
+from .mapping import gluon_to_torch, ignored_gluon_keys, key_map, read_gluon_file, save_torch_model, write_gluon_file
 from .model import get_torch_model
 from .targets import batch_targets
 from .train_ops import MXNetSGD, SSDLoss, train_step
@@ -170,14 +171,13 @@ class TorchTrainer(Trainer):
     def _start_in_torch(self):
         """Without MXNet: the twin initialized as gluon_ssd initializes the network (convert.init), then the
         same training-mode forward on zeros for the anchors."""
-        from gluon_ssd.train.run import parse_bool_or_path
+        from gluon_ssd.train.run import start_weights
 
         from .init import start_model
 
         cfg = self.cfg
         try:
-            model, self.ignored = start_model(cfg.model_name, self.classes, cfg.seed,
-                                              parse_bool_or_path(cfg.pretrained_base), cfg.transfer)
+            model, self.ignored = start_model(cfg.model_name, self.classes, cfg.seed, *start_weights(cfg))
         except (ValueError, FileNotFoundError) as err:
             flag = f"--transfer {cfg.transfer}" if cfg.transfer else f"--pretrained-base {cfg.pretrained_base}"
             raise TrainingError(f"{flag}: {err}") from None
@@ -259,13 +259,34 @@ class TorchTrainer(Trainer):
             zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
             zf.writestr("torch_state.pt", buffer.getvalue())
 
-    def resume(self, path):
+    def resume_checkpoint(self, path):
         state, meta = load_checkpoint(path)
         self.check_resumable(path, meta)
         self.model.load_state_dict(state["model"])
         self.trainer.load_state_dict(state["optimizer"])
         self.ignored = state.get("ignored", self.ignored)
         self.restore_position(path, meta)
+
+    def resume_weights(self, path):
+        """The weights of MXNet parameter file ``path`` in the twin: read by :func:`convert.mapping.read_gluon_file`
+        (without MXNet through :mod:`gluon_ssd.ndfile`: structural keys only), converted by name and shape, stored
+        anchors checked against the twin's formula (:func:`convert.mapping.gluon_to_torch`). The optimizer keeps
+        its fresh state."""
+        try:
+            arrays = read_gluon_file(self.model, path)
+        except ValueError as err:
+            raise TrainingError(f"--resume {path}: {err}") from None
+        try:
+            state, ignored = gluon_to_torch(self.model, arrays, source=path)
+        except ValueError as err:
+            own = self.model.state_dict()
+            classes = weights_file_classes({k: np.shape(v) for k, v in arrays.items()},
+                                           {g: tuple(own[t].shape) for t, g in key_map(self.model).items()},
+                                           self.model.anchor_generators[0].num_anchors,
+                                           optional=ignored_gluon_keys(self.model))
+            raise self.weights_file_error(path, err, classes) from None
+        self.model.load_state_dict(state, strict=True)
+        self.ignored = ignored
 
     def write_params(self, path):
         write_gluon_file(self.model, self.model.state_dict(), path, self.ignored)

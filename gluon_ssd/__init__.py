@@ -6,8 +6,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Lazy, so that `import gluon_ssd.data` does not build the model zoo's imports.
-    if name in ("get_model", "list_models"):
+    # Lazy, so that `import gluon_ssd.data` does not build the model zoo's imports (nor need MXNet).
+    if name == "list_models":
+        from .specs import list_models
+
+        return list_models
+    if name in ("get_model", "export", "load_exported", "quantize"):
+        from ._mxnet import require
+
+        require(f"gluon_ssd.{name} (MXNet Gluon blocks; the PyTorch twin is convert.get_torch_model)")
+    if name == "get_model":
         from . import model_zoo
 
         return getattr(model_zoo, name)

@@ -9,6 +9,8 @@ None`` and use numpy / OpenCV (see :func:`gluon_ssd.data.custom.read_image` and
 """
 from __future__ import annotations
 
+import sys
+
 try:
     import mxnet as mx
 except ImportError:  # torch-only machines
@@ -17,13 +19,33 @@ except ImportError:  # torch-only machines
 HAVE_MXNET = mx is not None
 
 
+class MXNetMissing(ImportError):
+    """Something that needs MXNet was asked for where MXNet is not installed. The command-line tools report it
+    as one line and exit status 2 (gluon_ssd.cli.common.run_main)."""
+
+
+def missing_message(what: str) -> str:
+    """Why ``what`` cannot run here and what to do instead (MXNet 1.9.1 cannot be installed on Python 3.12+)."""
+    here = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    if sys.version_info >= (3, 12):
+        todo = (f"this is {here}, so run the PyTorch twin instead (--backend torch; convert a GluonCV file with "
+                "python -m convert), or use a Python 3.11 environment with pip install -r requirements.txt")
+    else:
+        todo = (f"it is not installed in this {here} environment: pip install -r requirements.txt, or run the "
+                "PyTorch twin instead (--backend torch)")
+    return f"{what} needs MXNet 1.9.1, which installs on Python 3.11 or older: {todo}"
+
+
 def require(what: str):
-    """The mxnet module, or an ImportError that says ``what`` needs it and what runs without it."""
+    """The mxnet module, or :class:`MXNetMissing` saying that ``what`` needs it and what runs without it."""
     if mx is None:
-        raise ImportError(f"{what} needs MXNet, which is not installed here (pip install -r requirements.txt "
-                          "on a machine where mxnet runs); without it, train and evaluate the PyTorch twin "
-                          "with --backend torch")
+        raise MXNetMissing(missing_message(what))
     return mx
+
+
+def default_backend() -> str:
+    """The backend the tools run when none is named: MXNet where it is installed, else the PyTorch twin."""
+    return "mxnet" if HAVE_MXNET else "torch"
 
 
 if mx is not None:

@@ -16,14 +16,9 @@ from .nn.features import backbone_features
 from .nn.resnetv1b import resnet34_v1b_features
 from .nn.ssd import SSD
 from .nn.vgg import VGGAtrousExtractor
-from .specs import MODEL_SPECS, SSDSpec, get_spec  # noqa: F401  (re-exported: the zoo table)
+from .specs import MODEL_SPECS, SSDSpec, get_spec, list_models  # noqa: F401  (re-exported: the zoo table)
 
 log = logging.getLogger(__name__)
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`get_model`."""
-    return list(MODEL_SPECS)
-
 
 def _features_fn(spec: SSDSpec, base_holder: list):
     if spec.backbone == "vgg16_atrous":

@@ -144,8 +144,9 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     FileNotFoundError for a missing file; ``model_store.ModelStoreError`` when published weights cannot
     be had.
     """
-    import mxnet as mx
+    from ._mxnet import require
 
+    mx = require("--backend mxnet")
     from .classes import DATASET_CLASSES
     from .model_zoo import get_model, get_spec
     from .quantization import INT8_MODELS, get_int8_model
@@ -191,8 +192,9 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
 def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ctx=None) -> MXNetDetector:
     """A model exported by :func:`gluon_ssd.export` (float32 or int8) as a detector; ``classes`` for exports
     without a meta file."""
-    import mxnet as mx
+    from ._mxnet import require
 
+    mx = require("--deploy (an MXNet export)")
     from .deploy import load_exported
 
     ctx = ctx[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
@@ -203,9 +205,10 @@ def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ct
 
 
 # Backends by name: a function building a detector (arguments as load_mxnet_detector). Others register
-# themselves with register_backend: the PyTorch twin (convert/) adds 'torch' when it is imported, and
-# installed packages are found through the entry-point group ENTRY_POINT_GROUP (each entry a callable that
-# registers). The library itself never imports them.
+# themselves with register_backend: the project's own PyTorch twin (convert/, OWN_BACKENDS) adds 'torch' when it is
+# imported, which available_backends does on first need, so that a checkout that is not installed runs
+# --backend torch; other packages are found through the entry-point group ENTRY_POINT_GROUP (each entry a
+# callable that registers).
 BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
 # name -> fn(detector, calib_batches, out_path, calib_mode=, num_calib_examples=, quantize_heads=, nms=)
 # -> its int8 detector, written to out_path (see convert.backend.quantize_torch_detector)
@@ -215,6 +218,10 @@ QUANTIZERS: dict[str, Callable[..., Any]] = {}
 # for the shared data pipeline, its inference does not).
 TRAINER_PATHS: dict[str, str] = {}
 ENTRY_POINT_GROUP = "gluon_ssd.backends"
+# The project's own backends: name -> the module whose register() adds it (importing it needs its framework).
+OWN_BACKENDS = {"torch": "convert.backend"}
+# name -> why it could not be loaded (its framework is not installed), for the messages of the tools
+UNAVAILABLE: dict[str, str] = {}
 _discovered = False
 
 
@@ -232,18 +239,42 @@ def register_backend(name: str, loader: Callable[..., Any], quantizer: Callable[
 
 
 def available_backends() -> dict[str, Callable[..., Any]]:
-    """:data:`BACKENDS` after loading the registering entry points of installed packages (once)."""
+    """:data:`BACKENDS` after registering the project's own backends (:data:`OWN_BACKENDS`) and those of the
+    entry points of installed packages (once). One whose framework is missing is left out, the reason kept in
+    :data:`UNAVAILABLE`."""
     global _discovered
     if not _discovered:
         _discovered = True
+        import importlib
         from importlib.metadata import entry_points
 
+        for name, module in OWN_BACKENDS.items():
+            if name in BACKENDS:
+                continue
+            try:
+                importlib.import_module(module).register()
+            except ImportError as err:  # e.g. torch not installed: that backend is simply not available
+                UNAVAILABLE[name] = str(err)
+                log.info("backend %s not available: %s", name, err)
         for entry in entry_points(group=ENTRY_POINT_GROUP):
+            if entry.name in BACKENDS:
+                continue
             try:
                 entry.load()()
-            except ImportError as err:  # e.g. torch not installed: that backend is simply not available
+            except ImportError as err:
+                UNAVAILABLE[entry.name] = str(err)
                 log.info("backend %s not available: %s", entry.name, err)
     return BACKENDS
+
+
+def unknown_backend_message(backend: str) -> str:
+    """Why ``backend`` cannot be used: not installed (with the import error) or not a backend at all."""
+    backends = available_backends()
+    if backend in UNAVAILABLE:
+        return (f"--backend {backend} is not available here ({UNAVAILABLE[backend]})"
+                + ("; the PyTorch twin needs torch: pip install -r requirements-torch.txt (Python 3.12+) or "
+                   "pip install torch onnx onnxruntime" if backend == "torch" else ""))
+    return f"--backend {backend!r} is not available; choose from {', '.join(sorted(backends))}"
 
 
 def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxnet_gpus_flag: str = "--gpus") -> dict:
@@ -263,7 +294,7 @@ def load_detector(backend: str = "mxnet", **kwargs):
     # Entry points (which import their frameworks) are looked at only for a backend not registered yet.
     backends = BACKENDS if backend in BACKENDS else available_backends()
     if backend not in backends:
-        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(backends))}")
+        raise ValueError(unknown_backend_message(backend))
     return backends[backend](**kwargs)
 
 

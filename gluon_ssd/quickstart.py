@@ -11,11 +11,16 @@ train_ssd.py, eval_ssd.py, demo_ssd.py and the gluon-ssd-* console scripts), run
 commands are printed so they can be rerun by hand. It needs nothing of the checkout: an installed package
 runs it from any folder.
 
-    python -m gluon_ssd.quickstart [--out runs/quickstart] [--tiny]
+Without MXNet (Python 3.12+, the PyTorch stack) every step runs ``--backend torch``: training, evaluation and the
+demo run the PyTorch twin, step 5 converts the trained file without ``--verify`` (there is no MXNet to compare
+with) and step 6 evaluates the converted ``.pth``, which must give the mAP of step 3.
+
+    python -m gluon_ssd.quickstart [--out runs/quickstart] [--tiny] [--backend mxnet|torch]
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -58,55 +63,80 @@ def _run(title, cmd, log, allow_fail=False):
 
 
 def main(argv=None) -> int:
+    has_mxnet = importlib.util.find_spec("mxnet") is not None
     parser = argparse.ArgumentParser(description="Train, evaluate, demo and convert an SSD on synthetic data.")
     parser.add_argument("--out", default=os.path.join("runs", "quickstart"),
                         help="output folder (default: %(default)s, below the current folder)")
     parser.add_argument("--tiny", action="store_true", help="a minute-long run for tests (the numbers mean nothing)")
+    parser.add_argument("--backend", choices=("mxnet", "torch"), default="mxnet" if has_mxnet else "torch",
+                        help="mxnet: train and evaluate in MXNet, then convert to PyTorch and compare; torch: the "
+                             "PyTorch stack, no MXNet needed (default: mxnet where MXNet is installed, else torch)")
     args = parser.parse_args(argv)
+    if args.backend == "mxnet" and not has_mxnet:
+        parser.error(f"--backend mxnet: MXNet is not installed in this Python {sys.version_info.major}."
+                     f"{sys.version_info.minor} (it installs on 3.11 or older); use --backend torch")
+    torch_only = args.backend == "torch"
+    if torch_only:
+        print(f"quickstart on the PyTorch stack (Python {sys.version_info.major}.{sys.version_info.minor}"
+              + ("" if has_mxnet else ", no MXNet") + "): every step runs the PyTorch twin (--backend torch); "
+              "the conversion step writes the .pth without comparing against MXNet", flush=True)
     r = TINY if args.tiny else FULL
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "quickstart.log")
     data = os.path.join(out, "data")
     py = sys.executable
+    backend = ["--backend", args.backend]
+    engine = "PyTorch" if torch_only else "MXNet"
     begin = time.time()
 
     _run("1/6 synthetic dataset", [py, "-m", "gluon_ssd.data.synthetic", "--out", data, "--train", str(r["train"]),
                                    "--val", str(r["val"]), "--seed", "0", *SHAPES], log)
     prefix = os.path.join(out, "train") + os.sep
-    _run("2/6 train from scratch", [
+    _run(f"2/6 train from scratch ({engine})", [
         py, "-m", "gluon_ssd.cli.train", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
         "--dataset-root", data, "--gpus", "", "--pretrained-base", "False", "--batch-size", str(r["batch"]),
         "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-decay-epoch", str(r["decay"]),
         "--warmup-epochs", "0.5", "--max-expand", "1.5", "-j", "2", "--val-interval", str(r["epochs"]),
-        "--save-interval", "0", "--log-interval", "10", "--save-prefix", prefix], log)
+        "--save-interval", "0", "--log-interval", "10", "--save-prefix", prefix, *backend], log)
     params = prefix + MODEL + "_best.params"
     eval_common = ["--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom", "--dataset-root",
-                   data, "--splits", "val", "--pretrained", params, "--batch-size", "8"]
-    _run("3/6 evaluate (MXNet)", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--out-dir",
-                                   os.path.join(out, "eval")], log)
+                   data, "--splits", "val", "--batch-size", "8"]
+    _run(f"3/6 evaluate ({engine})", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--pretrained", params,
+                                      *backend, "--out-dir", os.path.join(out, "eval")], log)
     with open(os.path.join(data, "ImageSets", "Main", "val.txt")) as f:
         held_out = [os.path.join(data, "JPEGImages", line.strip() + ".jpg") for line in f if line.strip()]
     classes = open(os.path.join(data, "classes.txt")).read().split()
     _run("4/6 demo on held-out images", [
         py, "-m", "gluon_ssd.cli.demo", "--network", MODEL, "--pretrained", params, "--classes", ",".join(classes),
-        "--data-shape", str(r["shape"]), "--thresh", "0.4", "--out-dir", os.path.join(out, "demo"), "--images",
-        *held_out[:r["demo"]]], log)
+        "--data-shape", str(r["shape"]), "--thresh", "0.4", "--out-dir", os.path.join(out, "demo"), *backend,
+        "--images", *held_out[:r["demo"]]], log)
     pth = os.path.join(out, "torch", MODEL + ".pth")
-    _run("5/6 convert to PyTorch and verify", [
-        py, "-m", "convert", "--network", MODEL, "--params", params, "--classes", ",".join(classes), "--out", pth,
-        "--verify", "--images", ",".join(held_out[:2])], log, allow_fail=args.tiny)
-    _run("6/6 evaluate the PyTorch twin", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--backend", "torch",
-                                          "--out-dir", os.path.join(out, "eval_torch")], log)
+    convert = [py, "-m", "convert", "--network", MODEL, "--params", params, "--classes", ",".join(classes),
+               "--out", pth]
+    if torch_only:
+        _run("5/6 convert to a PyTorch state dict (no MXNet here to verify against)", convert, log)
+        _run("6/6 evaluate the converted .pth", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--pretrained", pth,
+                                                 "--backend", "torch", "--out-dir", os.path.join(out, "eval_torch")],
+             log)
+    else:
+        _run("5/6 convert to PyTorch and verify", [*convert, "--verify", "--images", ",".join(held_out[:2])], log,
+             allow_fail=args.tiny)
+        _run("6/6 evaluate the PyTorch twin", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--pretrained", params,
+                                              "--backend", "torch", "--out-dir", os.path.join(out, "eval_torch")], log)
 
-    mx_map = json.load(open(os.path.join(out, "eval", "results.json")))["map"]
+    first_map = json.load(open(os.path.join(out, "eval", "results.json")))["map"]
     torch_map = json.load(open(os.path.join(out, "eval_torch", "results.json")))["map"]
     print(f"\nquickstart done in {(time.time() - begin) / 60:.1f} min")
-    print(f"  VOC07 mAP on the held-out split: MXNet {mx_map:.4f}, PyTorch twin {torch_map:.4f} "
-          f"(difference {abs(mx_map - torch_map):.2e})")
+    if torch_only:
+        print(f"  VOC07 mAP on the held-out split: PyTorch twin {first_map:.4f}, its converted .pth {torch_map:.4f} "
+              f"(difference {abs(first_map - torch_map):.2e})")
+    else:
+        print(f"  VOC07 mAP on the held-out split: MXNet {first_map:.4f}, PyTorch twin {torch_map:.4f} "
+              f"(difference {abs(first_map - torch_map):.2e})")
     for what, path in (("dataset", data), ("training log", prefix + MODEL + "_train.log"),
                        ("training curves", prefix + MODEL + "_curves.png"), ("best parameters", params),
-                       ("evaluation (results.json, pr_curves.png)", os.path.join(out, "eval")),
+                       (f"evaluation, {engine} (results.json, pr_curves.png)", os.path.join(out, "eval")),
                        ("annotated images + detections.jsonl", os.path.join(out, "demo")),
                        ("PyTorch state dict", pth), ("PyTorch evaluation", os.path.join(out, "eval_torch")),
                        ("everything the steps printed", log)):

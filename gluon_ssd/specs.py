@@ -127,6 +127,11 @@ MODEL_SPECS: dict[str, SSDSpec] = {
 }
 
 
+def list_models() -> list[str]:
+    """The names :func:`gluon_ssd.get_model` accepts (and the PyTorch twin, convert.get_torch_model)."""
+    return list(MODEL_SPECS)
+
+
 def get_spec(name: str) -> SSDSpec:
     """The row of zoo model ``name``; a ValueError naming the close names for an unknown one."""
     if name not in MODEL_SPECS:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 
-import mxnet as mx
 import numpy as np
+
+from gluon_ssd._mxnet import mx  # None on the PyTorch stack: the helpers that need MXNet run in the MXNet leg only
 
 CUSTOM_CLASSES = ("cat", "dog", "person")
 

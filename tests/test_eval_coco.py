@@ -20,6 +20,9 @@ TOY = DATA / "metrics_review_toyexample"
 DATABASE = DATA / "metrics_review_database"
 TINYCOCO_GT = DATA / "coco_sample/tinycoco/annotations/instances_train2017.json"  # holds val2017 images
 
+# The optional faster-coco-eval backend is pinned in both stacks' test requirements.
+BACKENDS = ["pycocotools", "faster"]
+
 
 def _load(path):
     with open(path) as f:
@@ -53,7 +56,7 @@ PUBLISHED_REVIEW_COCO = [0.503647, 0.696973, 0.571667, 0.593252, 0.557991, 0.489
                          0.386813, 0.593680, 0.595353, 0.654764, 0.603130, 0.553744]
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_review_coco_published(backend):
     stats = coco_stats(REVIEW_COCO / "gts/sampled_gts_bbox_area.json",
                        REVIEW_COCO / "dets/sampled_bbox_results.json", backend=backend)
@@ -101,7 +104,7 @@ def _database_detections_remapped():
             for a in det["annotations"]]
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_review_database_matched_by_name(tmp_path, backend):
     results = tmp_path / "remapped.json"
     results.write_text(json.dumps(_database_detections_remapped()))
@@ -166,6 +169,15 @@ def test_coco_stats_equal_to_pycocotools(tmp_path, seed):
         expected = p[p > -1].mean() if (p > -1).any() else np.nan
         np.testing.assert_allclose(ours["per_class"][f"cls{cat_id}"], expected, atol=1e-12, equal_nan=True)
     assert np.isnan(ours["per_class"]["cls20"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_coco_stats_faster_equal_to_pycocotools(tmp_path, seed):
+    gt, detections = _random_coco(np.random.default_rng(seed))
+    det_path = tmp_path / "det.json"
+    det_path.write_text(json.dumps(detections))
+    reference = _pycocotools_stats(gt, detections)
+    ours = coco_stats(gt, det_path)
     before = copy.deepcopy(gt)
     faster = coco_stats(gt, det_path, backend="faster")
     assert gt == before  # a dict given as ground truth is not modified
@@ -175,7 +187,7 @@ def test_coco_stats_equal_to_pycocotools(tmp_path, seed):
                                atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_results_give_zero_without_warning(tmp_path, backend):
     gt, _ = _random_coco(np.random.default_rng(5))
     det_path = tmp_path / "empty.json"
@@ -266,6 +278,7 @@ def _network_outputs(rng, gt, data_shape, batch_size, n_pred=40):
     return batches
 
 
+@pytest.mark.mxnet
 def test_coco_detection_metric_equal_to_gluoncv(gcv, tmp_path):
     gt = _load(TINYCOCO_GT)
     data_shape = (300, 300)

@@ -1,11 +1,14 @@
-"""VOC metrics against published fixture values, hand-worked cases and gluoncv's own metrics."""
+"""VOC metrics against published fixture values, hand-worked cases and gluoncv's own metrics.
+
+The tests that ask gluoncv (marked ``mxnet``) run on the MXNet stack only; on the PyTorch stack gluoncv's
+answers on randomized sets come from tests/references (tests/test_references.py).
+"""
 from __future__ import annotations
 
 import re
 import warnings
 import xml.etree.ElementTree as ET
 
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -97,6 +100,7 @@ def test_object_detection_metrics_published_pr_curve():
     assert np.all(np.diff(curve.scores) <= 0)
 
 
+@pytest.mark.mxnet
 def test_object_detection_metrics_tie_order(gcv):
     # Two detections tie at 0.95 (R in image 00005 is a TP, Y in 00007 a FP). The published numbers rank
     # R first (stable); gluoncv's argsort()[::-1] ranks Y first, which tie_order='gluoncv' reproduces.
@@ -156,19 +160,27 @@ def test_review_database_difficult_as_normal():
 
 
 # ------------------------------------------------------------------------------------- hand-worked cases
-def test_eleven_point_threshold_convention(gcv):
+def _recall_exactly_three_tenths():
     # 10 GT, 3 perfect detections: recall tops out at exactly 0.3 with precision 1.
-    # np.arange thresholds: 0.30000000000000004 is not reached -> AP = 3/11; exact j/10 -> 4/11.
     gt = np.array([[[i * 20, 0, i * 20 + 10, 10] for i in range(10)]], dtype=np.float32)
     pred = gt[:, :3]
-    args = (pred, np.zeros((1, 3)), np.array([[0.9, 0.8, 0.7]]), gt, np.zeros((1, 10)))
+    return pred, np.zeros((1, 3)), np.array([[0.9, 0.8, 0.7]]), gt, np.zeros((1, 10))
+
+
+def test_eleven_point_threshold_convention():
+    # np.arange thresholds: 0.30000000000000004 is not reached -> AP = 3/11; exact j/10 -> 4/11.
     default, exact = VOC07MApMetric(), VOC07MApMetric(exact_thresholds=True)
-    ref = gcv.utils.metrics.voc_detection.VOC07MApMetric()
-    for m in (default, exact, ref):
-        m.update(*args)
+    for m in (default, exact):
+        m.update(*_recall_exactly_three_tenths())
     assert default.get()[1] == pytest.approx(3 / 11, abs=1e-12)
-    assert ref.get()[1] == pytest.approx(3 / 11, abs=1e-12)
     assert exact.get()[1] == pytest.approx(4 / 11, abs=1e-12)
+
+
+@pytest.mark.mxnet
+def test_eleven_point_threshold_convention_is_gluoncvs(gcv):
+    ref = gcv.utils.metrics.voc_detection.VOC07MApMetric()
+    ref.update(*_recall_exactly_three_tenths())
+    assert ref.get()[1] == pytest.approx(3 / 11, abs=1e-12)
 
 
 def test_plus_one_pixel_iou():
@@ -177,17 +189,27 @@ def test_plus_one_pixel_iou():
     np.testing.assert_allclose(iou, [[50 / 150, 0.0]], atol=1e-15)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_iou_threshold_boundary_as_gluoncv(gcv, dtype):
+def _iou_exactly_seven_tenths(dtype):
     # IoU = 70/100 exactly. In float32 it is 0.699999988, below the float64 0.7 but equal to float32(0.7):
     # gluoncv compares in the boxes' dtype, so the detection matches; a float64 comparison would miss it.
     gt = np.array([[[0, 0, 9, 9]]], dtype=dtype)
     pred = np.array([[[0, 0, 6, 9]]], dtype=dtype)
-    args = (pred, np.zeros((1, 1)), np.ones((1, 1)), gt, np.zeros((1, 1)))
-    ours, ref = VOCMApMetric(0.7), gcv.utils.metrics.voc_detection.VOCMApMetric(0.7)
-    ours.update(*args)
-    ref.update(*args)
-    assert ours.get()[1] == ref.get()[1] == 1.0
+    return pred, np.zeros((1, 1)), np.ones((1, 1)), gt, np.zeros((1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_iou_threshold_boundary_in_the_boxes_dtype(dtype):
+    ours = VOCMApMetric(0.7)
+    ours.update(*_iou_exactly_seven_tenths(dtype))
+    assert ours.get()[1] == 1.0
+
+
+@pytest.mark.mxnet
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_iou_threshold_boundary_as_gluoncv(gcv, dtype):
+    ref = gcv.utils.metrics.voc_detection.VOCMApMetric(0.7)
+    ref.update(*_iou_exactly_seven_tenths(dtype))
+    assert ref.get()[1] == 1.0
 
 
 def test_matching_rules_hand_worked():
@@ -245,6 +267,8 @@ def _random_batch(rng, batch, max_pred, max_gt, n_classes, ties):
 
 
 def _compare(gcv, batches, n_classes, tie_order, as_ndarray=False, iou=0.5):
+    import mxnet as mx
+
     names = [f"c{i}" for i in range(n_classes)]
     ref_module = gcv.utils.metrics.voc_detection
     pairs = ((VOC07MApMetric(iou, names, tie_order=tie_order), ref_module.VOC07MApMetric(iou, names)),
@@ -261,6 +285,7 @@ def _compare(gcv, batches, n_classes, tie_order, as_ndarray=False, iou=0.5):
         np.testing.assert_allclose(ours_values, ref_values, atol=1e-9, rtol=0, equal_nan=True)
 
 
+@pytest.mark.mxnet
 @pytest.mark.parametrize("seed", range(6))
 def test_equal_to_gluoncv_with_ties(gcv, seed):
     rng = np.random.default_rng(seed)
@@ -268,6 +293,7 @@ def test_equal_to_gluoncv_with_ties(gcv, seed):
     _compare(gcv, batches, 5, tie_order="gluoncv", as_ndarray=seed % 2 == 1, iou=(0.5, 0.7, 0.3)[seed % 3])
 
 
+@pytest.mark.mxnet
 @pytest.mark.parametrize("seed", range(3))
 def test_equal_to_gluoncv_long_tied_groups(gcv, seed):
     # >16 tied detections of one class in one image: numpy's introsort (not insertion sort) orders them.
@@ -276,6 +302,7 @@ def test_equal_to_gluoncv_long_tied_groups(gcv, seed):
     _compare(gcv, batches, 2, tie_order="gluoncv")
 
 
+@pytest.mark.mxnet
 @pytest.mark.parametrize("seed", range(3))
 def test_equal_to_gluoncv_default_without_ties(gcv, seed):
     rng = np.random.default_rng(200 + seed)
@@ -283,7 +310,10 @@ def test_equal_to_gluoncv_default_without_ties(gcv, seed):
     _compare(gcv, batches, 5, tie_order="stable")
 
 
+@pytest.mark.mxnet
 def test_list_inputs_equal_to_gluoncv(gcv):
+    import mxnet as mx
+
     rng = np.random.default_rng(7)
     batch = _random_batch(rng, 6, 30, 8, 4, ties=False)
     ref_module = gcv.utils.metrics.voc_detection
@@ -353,3 +383,46 @@ def test_bad_input_messages():
                       np.zeros((1, 3)))
     with pytest.raises(ValueError, match="batched"):
         metric.update(np.zeros((3, 4)), np.zeros(3), np.zeros(3), np.zeros((3, 4)), np.zeros(3))
+
+
+# ------------------------------------------------------------- numpy 1.23's order of equal scores
+def _sort_probes():
+    from tests.references import load
+
+    ref = load("voc_metrics")
+    sizes = sorted(int(k.split("_")[2]) for k in ref if k.startswith("sort_probe_") and k.endswith("_argsort"))
+    return ref, sizes
+
+
+def test_numpy123_argsort_gives_the_stored_numpy_1_23_orders():
+    """gluoncv ranks detections with numpy's default argsort; its order of equal values is the algorithm's.
+    numpy123_argsort gives what numpy 1.23.5 (the numpy gluoncv runs with) wrote into tests/references for
+    tie-heavy probes with NaNs (16 to 5000 values: insertion sort, quicksort partitions), and the introsort's
+    heapsort gives numpy's heapsort, on whatever numpy runs the test (numpy 2's own argsort orders ties otherwise
+    on AVX-512 CPUs)."""
+    from gluon_ssd.eval.voc import _heapsort, numpy123_argsort
+
+    ref, sizes = _sort_probes()
+    assert sizes == [16, 17, 33, 100, 1000, 5000]
+    for size in sizes:
+        values = ref[f"sort_probe_{size}"]
+        np.testing.assert_array_equal(numpy123_argsort(values), ref[f"sort_probe_{size}_argsort"], err_msg=str(size))
+        keys = [(1.0, 0.0) if x != x else (0.0, float(x)) for x in values.tolist()]
+        order = list(range(size))
+        _heapsort(keys, order, 0, size - 1)
+        np.testing.assert_array_equal(order, ref[f"sort_probe_{size}_heapsort"], err_msg=f"heapsort {size}")
+
+
+@pytest.mark.mxnet
+def test_numpy123_argsort_is_numpy_1_23s_argsort_live():
+    """Against numpy 1.23 itself (the MXNet stack's numpy): random tie-heavy arrays of every size up to 3000."""
+    from gluon_ssd.eval.voc import numpy123_argsort
+
+    assert np.__version__.startswith("1.23."), np.__version__
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        size = int(rng.integers(0, 40)) if trial % 3 == 0 else int(rng.integers(0, 3000))
+        values = np.round(rng.random(size), int(rng.integers(0, 3))).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 5 == 0:
+            values[rng.random(size) < 0.1] = np.nan
+        np.testing.assert_array_equal(numpy123_argsort(values), values.argsort(), err_msg=f"trial {trial}")

@@ -1,10 +1,10 @@
 """train_ssd.py / eval_ssd.py --backend torch where MXNet is not installed, as on the GPU machines.
 
-The runs go in subprocesses whose imports of mxnet fail (tests.helpers.WITHOUT_MXNET); what they write is
-checked here with MXNet: the GluonCV parameter files load into gluon_ssd and detect as the .pth twin does, the
-backbone of --pretrained-base came from the file, a run stopped in epoch 1 and resumed ends with the weights
-of the uninterrupted one, and eval_ssd.py (without MXNet too) scores the best weights as the run's validation
-did.
+The runs go in subprocesses whose imports of mxnet fail (tests.helpers.WITHOUT_MXNET; on the PyTorch stack there
+is no MXNet anyway): a run stopped in epoch 1 and resumed ends with the weights of the uninterrupted one,
+eval_ssd.py scores the best weights as the run's validation did, torchrun with 2 gloo processes equals one
+process. On the MXNet stack what they write is also checked with MXNet: the GluonCV parameter files load into
+gluon_ssd and detect as the .pth twin does, and the backbone of --pretrained-base came from the file.
 """
 import json
 import os
@@ -12,11 +12,11 @@ import re
 import subprocess
 import sys
 
-import mxnet as mx
 import numpy as np
 import pytest
 import torch
 
+from gluon_ssd._mxnet import mx
 from tests.conftest import ROOT
 from tests.helpers import WITHOUT_MXNET, free_port, running_beside
 
@@ -45,7 +45,10 @@ def _run(tool, args, timeout=600):
 
 @pytest.fixture(scope="module")
 def backbone_file(tmp_path_factory):
-    """An ImageNet-classifier file of mobilenet0.25 as MXNet's model zoo writes it (random weights)."""
+    """An ImageNet-classifier file of mobilenet0.25 as MXNet's model zoo writes it (random weights); None on the
+    PyTorch stack (nothing there writes MXNet's model-zoo files: the run starts from --pretrained-base False)."""
+    if mx is None:
+        return None
     path = tmp_path_factory.mktemp("backbone") / "mobilenet0.25.params"
     mx.random.seed(3)
     net = mx.gluon.model_zoo.vision.get_model("mobilenet0.25")
@@ -57,21 +60,20 @@ def backbone_file(tmp_path_factory):
 
 @pytest.mark.slow
 def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_path):
-    from convert.mapping import gluon_to_torch, load_torch_model
     from convert.training import load_checkpoint
-    from gluon_ssd import get_model
 
     common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "2",
               "--lr", "0.01", "--val-interval", "1", "--save-interval", "2", "--seed", "11", "--backend", "torch",
               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--gpus", "", "-j", "2",
-              "--pretrained-base", str(backbone_file), "--no-progress", "--log-interval", "1"]
+              "--pretrained-base", str(backbone_file or False), "--no-progress", "--log-interval", "1"]
     full, part = str(tmp_path / "full") + "/", str(tmp_path / "part") + "/"
     # 12 images, batch 4: 3 iterations per epoch; the second run stops inside epoch 1 and is resumed.
     with running_beside(_script("train_ssd.py", common + ["--save-prefix", full]), tmp_path / "full.txt"):
         stopped = _run("train_ssd.py", common + ["--save-prefix", part, "--max-iterations", "4"])
-    loaded = re.search(r"loaded (\d+) backbone tensors from " + re.escape(str(backbone_file)),
-                       open(part + NAME + "_train.log").read())
-    assert loaded and int(loaded.group(1)) == 135, stopped.stderr[-2000:]  # 27 convs, 27 BNs of 4 tensors
+    if backbone_file is not None:
+        loaded = re.search(r"loaded (\d+) backbone tensors from " + re.escape(str(backbone_file)),
+                           open(part + NAME + "_train.log").read())
+        assert loaded and int(loaded.group(1)) == 135, stopped.stderr[-2000:]  # 27 convs, 27 BNs of 4 tensors
     ckpt = part + NAME + "_last.ckpt"
     assert load_checkpoint(ckpt)[1]["iteration"] == 4
     _run("train_ssd.py", common + ["--save-prefix", part, "--resume", ckpt])
@@ -90,11 +92,29 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
     assert {NAME + "_best.params", NAME + "_best.pth", NAME + "_0001_" + f"{epochs[1]['map']:.4f}.params",
             NAME + "_curves.png", NAME + "_best_map.log"} <= files, files
 
-    # The GluonCV file written without MXNet (gluon_ssd.ndfile) loads into gluon_ssd and gives the .pth's weights.
-    classes = [c.strip() for c in open(os.path.join(tiny_train_dataset, "classes.txt")) if c.strip()]
+    # The GluonCV file written without MXNet (gluon_ssd.ndfile) loads into gluon_ssd and gives the .pth's weights
+    # (on the MXNet stack, which has gluon_ssd's MXNet network to load it into).
     best = full + NAME + "_best.params"
+    if mx is not None:
+        _check_params_file_in_mxnet(best, full + NAME + "_best.pth", tiny_train_dataset)
+
+    # eval_ssd.py --backend torch without MXNet on the best weights (the .params file: read by gluon_ssd.ndfile)
+    # gives the mAP of the run's best validation.
+    out = _run("eval_ssd.py", ["--backend", "torch", "--network", "mobilenet0.25", "--data-shape", "300",
+                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained", best,
+                               "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2", "--batch-size", "4"])
+    best_map = max(h["map"] for h in epochs)
+    assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
+
+
+def _check_params_file_in_mxnet(best, pth, dataset):
+    """The .params a run wrote without MXNet, loaded into gluon_ssd: the .pth's weights and scores."""
+    from convert.mapping import gluon_to_torch, load_torch_model
+    from gluon_ssd import get_model
+
+    classes = [c.strip() for c in open(os.path.join(dataset, "classes.txt")) if c.strip()]
     net = get_model(NAME, pretrained=best, classes=classes)
-    twin = load_torch_model(full + NAME + "_best.pth")
+    twin = load_torch_model(pth)
     arrays = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
     state, _ = gluon_to_torch(twin, arrays, source=best)
     for key, value in twin.state_dict().items():
@@ -107,15 +127,8 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
         scores_t = twin.eval()(torch.from_numpy(x))[1].numpy()
     np.testing.assert_allclose(scores_t, scores_mx, atol=1e-4)
 
-    # eval_ssd.py --backend torch without MXNet on the best weights (the .params file: read by gluon_ssd.ndfile)
-    # gives the mAP of the run's best validation.
-    out = _run("eval_ssd.py", ["--backend", "torch", "--network", "mobilenet0.25", "--data-shape", "300",
-                               "--dataset", "custom", "--dataset-root", tiny_train_dataset, "--pretrained", best,
-                               "--save-prefix", str(tmp_path / "eval") + "/", "-j", "2", "--batch-size", "4"])
-    best_map = max(h["map"] for h in epochs)
-    assert f"mAP       {best_map:.4f}" in out.stdout, out.stdout
 
-
+@pytest.mark.mxnet
 def test_gluon_file_written_without_mxnet_is_the_mxnet_written_one(tmp_path):
     """convert.write_gluon_file without MXNet (gluon_ssd.ndfile) writes the arrays the MXNet path writes, the
     stored anchor grids included, each bit for bit."""
@@ -138,6 +151,7 @@ assert "mxnet" not in sys.modules
         np.testing.assert_array_equal(got[key], value.asnumpy(), err_msg=key)
 
 
+@pytest.mark.mxnet
 def test_demo_without_mxnet(tmp_path):
     """demo_ssd.py --backend torch without MXNet: the twin's detections on a photo as with MXNet (the same pixels
     in: a 4:2:0 JPEG, which both decoders decode alike, resized by each side's OpenCV bicubic, which may differ by
@@ -176,6 +190,7 @@ def test_ddp_without_mxnet_equals_one_process(tiny_train_dataset, tmp_path):
     wrapper.write_text(WITHOUT_MXNET + f"""
 import runpy
 sys.argv[0] = {str(ROOT / "train_ssd.py")!r}
+sys.path.insert(0, {str(ROOT)!r})  # as `python train_ssd.py` from the checkout puts it first
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
@@ -215,33 +230,66 @@ finally:
                       {k: before[k] for k in keys})
 
 
-def test_bad_input_without_mxnet(tiny_train_dataset, tmp_path):
-    """Where MXNet is not installed: the MXNet backend of train/eval, and a --pretrained-base file that is no
-    parameter file, end with exit 2 and one message that names the problem (and the file); no weights are written."""
+NEEDS_MXNET = "needs MXNet 1.9.1, which installs on Python 3.11 or older"
+
+
+def test_failure_walk_without_mxnet(tiny_train_dataset, tmp_path):
+    """Where MXNet is not installed, each tool in turn: what needs MXNet (its backend, its int8 flows, --deploy,
+    --verify, gluon_ssd.get_model) says so once, with what to do instead, and exits 2; the default backend is then
+    the PyTorch twin, whose bad inputs (a file that is no parameter file) are named the same way. No traceback,
+    and no weights are written."""
     bad = tmp_path / "notes.params"
     bad.write_text("not a parameter file\n")
+    photo = str(ROOT.parent / "shared/data/demo_images/darknet/dog.jpg")
+    data = ["--dataset", "custom", "--dataset-root", tiny_train_dataset, "--network", "mobilenet0.25",
+            "--data-shape", "300"]
+    train = ["--gpus", "", "-j", "0", "--batch-size", "4", "--no-progress"]
+    cases = [  # (module, argv, what the one error line must hold)
+        ("gluon_ssd.cli.train", data + train + ["--backend", "mxnet", "--save-prefix", f"{tmp_path}/mx/"],
+         ["train_ssd.py: error: --backend mxnet " + NEEDS_MXNET, "--backend torch"]),
+        ("gluon_ssd.cli.eval", data + ["--backend", "mxnet", "--pretrained", str(bad)],
+         ["eval_ssd.py: error: --backend mxnet " + NEEDS_MXNET]),
+        ("gluon_ssd.cli.eval", data + ["--pretrained", str(bad), "--calibration"],
+         ["eval_ssd.py: error: --calibration " + NEEDS_MXNET]),
+        ("gluon_ssd.cli.eval", data + ["--quantized"], ["eval_ssd.py: error: --quantized " + NEEDS_MXNET]),
+        ("gluon_ssd.cli.demo", ["--deploy", "--model-prefix", f"{tmp_path}/export", "--images", photo,
+                                "--out-dir", f"{tmp_path}/demo"], ["demo_ssd.py: error: --deploy " + NEEDS_MXNET]),
+        ("gluon_ssd.cli.demo", ["--backend", "mxnet", "--network", "ssd_300_mobilenet0.25_voc", "--pretrained",
+                                "False", "--images", photo, "--out-dir", f"{tmp_path}/demo"],
+         ["demo_ssd.py: error: --backend mxnet " + NEEDS_MXNET]),
+        ("convert.cli", ["--network", "ssd_300_mobilenet0.25_voc", "--params", str(bad), "--out",
+                         f"{tmp_path}/mx/x.pth", "--verify", "--images", photo],
+         ["python -m convert: error: --verify", NEEDS_MXNET, "without --verify the conversion itself needs no "
+          "MXNet"]),
+        # the default backend without MXNet is the twin: the file is named as not being a parameter file
+        ("gluon_ssd.cli.eval", data + ["--pretrained", str(bad)], ["eval_ssd.py: error:", str(bad)]),
+        ("gluon_ssd.cli.train", data + train + ["--pretrained-base", str(bad), "--save-prefix", f"{tmp_path}/bad/"],
+         ["train_ssd.py: error:", str(bad), "expected an MXNet .params file"]),
+    ]
     code = WITHOUT_MXNET + f"""
-import contextlib, io, json
-from gluon_ssd.cli import eval as eval_cli, train as train_cli
-data = ["--dataset", "custom", "--dataset-root", {tiny_train_dataset!r}, "--network", "mobilenet0.25",
-        "--data-shape", "300"]
-cases = [(train_cli, data + ["--gpus", "", "--save-prefix", {str(tmp_path / "mx") + "/"!r}]),
-         (eval_cli, data + ["--pretrained", {str(bad)!r}]),
-         (train_cli, data + ["--backend", "torch", "--gpus", "", "-j", "0", "--batch-size", "4", "--no-progress",
-                             "--pretrained-base", {str(bad)!r}, "--save-prefix", {str(tmp_path / "bad") + "/"!r}])]
+import contextlib, importlib, io, json
 out = []
-for cli, argv in cases:
+for module, argv in {[(m, a) for m, a, _ in cases]!r}:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = cli.main(argv)
+        code = importlib.import_module(module).main(argv)
     out.append([code, err.getvalue()])
+import gluon_ssd
+try:
+    gluon_ssd.get_model("ssd_300_vgg16_atrous_voc")
+except ImportError as error:
+    out.append([type(error).__name__, str(error)])
+assert "mxnet" not in sys.modules
 print(json.dumps(out))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    (train_mx, train_msg), (eval_mx, eval_msg), (bad_base, bad_msg) = json.loads(result.stdout.splitlines()[-1])
-    assert train_mx == 2 and "--backend mxnet needs MXNet" in train_msg and "--backend torch" in train_msg
-    assert eval_mx == 2 and "--backend mxnet cannot run here" in eval_msg and "--backend torch" in eval_msg
-    assert bad_base == 2 and str(bad) in bad_msg and "expected an MXNet .params file" in bad_msg, bad_msg
+    found = json.loads(result.stdout.splitlines()[-1])
+    for (module, argv, words), (status, message) in zip(cases, found):
+        lines = [line for line in message.splitlines() if ": error: " in line]
+        assert status == 2 and len(lines) == 1 and "Traceback" not in message, (module, argv, message)
+        assert all(w in lines[0] for w in words), (words, lines[0])
+    kind, message = found[-1]
+    assert kind == "MXNetMissing" and "gluon_ssd.get_model" in message and NEEDS_MXNET in message, found[-1]
     for folder in ("mx", "bad"):  # (the log file may be there)
         assert not any(p.suffix in (".params", ".ckpt", ".pth") for p in (tmp_path / folder).glob("*"))

@@ -18,8 +18,8 @@ import os
 import sys
 
 __all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError", "ArgumentParser", "run_main", "TqdmHandler",
-           "setup_logging", "reset_logging", "check_at_least", "contexts", "parse_classes", "backend_options",
-           "load_model"]
+           "setup_logging", "reset_logging", "check_at_least", "contexts", "parse_classes", "resolve_backend",
+           "backend_options", "load_model"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -56,6 +56,13 @@ def run_main(prog: str, parse, run, argv=None, interrupted: str = "interrupted")
     try:
         return int(run(parse(argv)) or 0)
     except UsageError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as err:
+        from gluon_ssd._mxnet import MXNetMissing  # imported already: it is what raised
+
+        if not isinstance(err, MXNetMissing):
+            raise
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -170,6 +177,21 @@ def parse_classes(value, flag: str = "--classes", root: str | None = None, names
 
 
 # ---------------------------------------------------------------------------------------------- models
+def resolve_backend(args, mxnet_only: tuple[str, ...] = ()) -> str:
+    """``args.backend``, or when it was not given (None): mxnet where MXNet is installed or where one of the
+    ``mxnet_only`` flags (argparse names) is set, so that its message says what it needs; else torch."""
+    from gluon_ssd._mxnet import HAVE_MXNET, default_backend, missing_message
+
+    wanted = [name for name in mxnet_only if getattr(args, name, None)]
+    if wanted and not HAVE_MXNET and args.backend in (None, "mxnet"):
+        raise UsageError(missing_message(f"--{wanted[0].replace('_', '-')}"))
+    if args.backend is None:
+        args.backend = "mxnet" if wanted else default_backend()
+        if args.backend == "torch":
+            logging.getLogger(__name__).info("MXNet is not installed: running the PyTorch twin (--backend torch)")
+    return args.backend
+
+
 def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> dict:
     """``--backend`` / ``--device`` / ``--dtype`` checked, as keyword arguments of
     :func:`gluon_ssd.predict.load_detector`; ``gpus_flag`` is the tool's MXNet GPU flag (for the message)."""
@@ -177,7 +199,12 @@ def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> di
 
     backends = predict.BACKENDS if backend in predict.BACKENDS else predict.available_backends()
     if backend not in backends:
-        raise UsageError(f"--backend {backend!r} is not available; choose from {', '.join(sorted(backends))}")
+        raise UsageError(predict.unknown_backend_message(backend))
+    if backend == "mxnet":
+        from gluon_ssd._mxnet import missing_message, mx
+
+        if mx is None:
+            raise UsageError(missing_message("--backend mxnet"))
     try:
         return predict.backend_options(backend, device, dtype, mxnet_gpus_flag=gpus_flag)
     except ValueError as err:
@@ -195,8 +222,11 @@ def load_model(backend: str, network: str, mismatch_hint: str = "", **kwargs):
     except ModelStoreError as err:
         raise UsageError(f"{err} (or pass a local file: --pretrained PATH)") from None
     except ImportError as err:
-        raise UsageError(f"--backend {backend} cannot run here: {err}" + (
-            "; --backend torch runs the PyTorch twin without MXNet" if backend != "torch" else "")) from None
+        from gluon_ssd._mxnet import MXNetMissing
+
+        if isinstance(err, MXNetMissing):
+            raise UsageError(str(err)) from None
+        raise UsageError(f"--backend {backend} cannot run here: {err}") from None
     except (ValueError, FileNotFoundError) as err:
         hint = mismatch_hint if mismatch_hint and "shape mismatch" in str(err) else ""
         raise UsageError(f"cannot load {network}: {err}{hint}") from None

@@ -25,7 +25,16 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import ArgumentParser, UsageError, check_at_least, contexts, parse_classes, run_main, setup_logging
+from .common import (
+    ArgumentParser,
+    UsageError,
+    check_at_least,
+    contexts,
+    parse_classes,
+    resolve_backend,
+    run_main,
+    setup_logging,
+)
 
 PROG = "demo_ssd.py"
 EXIT_NOTHING_READ = 1
@@ -69,9 +78,9 @@ def parse_args(argv=None):
                    help="images per network call; only images of the same input shape share a batch "
                         "(default: %(default)s)")
     p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1'; empty for CPU (default)")
-    p.add_argument("--backend", default="mxnet",
-                   help="inference backend: mxnet, or torch (the PyTorch twin, when convert/ and torch are "
-                        "installed) (default: %(default)s)")
+    p.add_argument("--backend", default=None,
+                   help="inference backend: mxnet, or torch (the PyTorch twin); default: mxnet where MXNet is "
+                        "installed, else torch")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
     p.add_argument("--deploy", action="store_true",
@@ -86,6 +95,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
+    resolve_backend(args, mxnet_only=("deploy",))
     if args.data_shape is not None and (args.short is not None or args.max_size is not None):
         raise UsageError("--data-shape (fixed SxS resize) and --short/--max-size (aspect-preserving "
                          "resize) exclude each other; give one of them")

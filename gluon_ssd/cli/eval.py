@@ -41,6 +41,7 @@ from .common import (
     contexts,
     load_model,
     parse_classes,
+    resolve_backend,
     run_main,
     setup_logging,
 )
@@ -82,7 +83,8 @@ FLAGS = (
     ("--num-gpus", dict(type=int, default=0, help="GPUs to use, 0 for CPU" + _DEFAULT)),
     ("--pretrained", dict(default="True", help="'True' for GluonCV's published weights (model store) or a "
                           "parameter file path (GluonCV's or from training)" + _DEFAULT)),
-    ("--backend", dict(default="mxnet", help="inference backend" + _DEFAULT)),
+    ("--backend", dict(default=None, help="inference backend: mxnet, or torch (the PyTorch twin); default: mxnet "
+                       "where MXNet is installed, else torch")),
     ("--device", dict(default="cpu", help="--backend torch: cpu or cuda[:N] (MXNet uses --num-gpus)" + _DEFAULT)),
     ("--dtype", dict(default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                      help="--backend torch: network precision (fp16/bf16 autocast; int8: ONNX Runtime, calibrated "
@@ -118,6 +120,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
+    resolve_backend(args, mxnet_only=("deploy", "quantized", "calibration"))
     int8 = [f for f, on in (("--quantized", args.quantized), ("--calibration", args.calibration),
                             ("--dtype int8", args.dtype == "int8")) if on]
     first = int8[0] if int8 else ""

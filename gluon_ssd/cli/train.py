@@ -47,8 +47,12 @@ def parse_args(argv=None):
     p.add_argument("--cpu-contexts", type=int, default=d.cpu_contexts,
                    help="with --gpus '': split each batch over N CPU contexts")
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--resume", default=d.resume, help="a *_last.ckpt checkpoint to continue from")
-    p.add_argument("--start-epoch", type=int, default=d.start_epoch)
+    p.add_argument("--resume", default=d.resume,
+                   help="a *_last.ckpt checkpoint to continue exactly; or a .params file of this model (GluonCV's or "
+                        "ours) to continue from its weights alone at --start-epoch (fresh optimizer momentum, data "
+                        "order and best mAP)")
+    p.add_argument("--start-epoch", type=int, default=d.start_epoch,
+                   help="the epoch a run without a checkpoint starts at (its learning rate is that epoch's)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-decay", type=float, default=d.lr_decay)
     p.add_argument("--lr-decay-epoch", default=d.lr_decay_epoch)
@@ -64,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--syncbn", action="store_true")
     p.add_argument("--backend", default=d.backend,
                    help="mxnet (gluon_ssd) or torch (the PyTorch twin of convert/, same recipe; multi-GPU and "
-                        "multi-machine through torchrun)")
+                        "multi-machine through torchrun); the default is mxnet where MXNet is installed, else torch")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision: mxnet float16 on GPUs; torch --amp-dtype on CUDA or CPU")
     p.add_argument("--amp-dtype", default=d.amp_dtype, choices=["", "bf16", "fp16"],

@@ -5,6 +5,8 @@ What makes a run exact and resumable:
   augmentation, mxnet's own RNG (reseeded per epoch), whichever worker process decodes the image;
 - the learning rate is a pure function of the fractional epoch;
 - checkpoints carry parameters, optimizer state, the position (epoch, batch) and the best metric.
+``--resume`` also takes a parameter file (GluonCV's ``.params`` or ours): its weights alone, at ``--start-epoch``,
+as GluonCV's train_ssd.py resumes; the optimizer state, the data order position and the best metric start fresh.
 Targets are computed for the whole batch on the training device (not in the data workers).
 """
 from __future__ import annotations
@@ -14,13 +16,17 @@ import json
 import logging
 import math
 import os
+import re
+import struct
 import time
+import zipfile
 
 import numpy as np
 
-from .._mxnet import Dataset, mx
+from .._mxnet import Dataset, default_backend, mx
 from ..data.batchify import batchify_detection
 from ..fileio import atomic_write
+from ..ndfile import LIST_MAGIC
 from . import checkpoint as ckpt
 from .schedule import learning_rate
 
@@ -32,6 +38,62 @@ CHECKSUM_KEY = NUM_POS_KEY + 1  # kvstore key for the workers' weight checksums 
 
 class TrainingError(RuntimeError):
     """A training run cannot go on; the message says why and what is kept."""
+
+
+def resume_kind(path) -> str:
+    """What a ``--resume`` file is, from its first bytes (not its name).
+
+    Returns
+    -------
+    str
+        'checkpoint' for a zip archive (the ``{prefix}_last.ckpt`` a run writes: continues exactly), 'params' for an
+        MXNet NDArray file (uint64 0x112 first: GluonCV's ``.params`` in either key format, or ours: weights only).
+
+    Raises
+    ------
+    TrainingError
+        Anything else, naming the file and its first bytes.
+    """
+    path = os.fspath(path)
+    if zipfile.is_zipfile(path):
+        return "checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == struct.pack("<Q", LIST_MAGIC):
+        return "params"
+    raise TrainingError(f"--resume {path} is neither a training checkpoint (a zip archive, the {{prefix}}_last.ckpt a "
+                        f"run writes) nor an MXNet parameter file (.params, which starts with the bytes "
+                        f"{struct.pack('<Q', LIST_MAGIC).hex()}; this file starts with {head.hex() or 'nothing'}): "
+                        f"pass one of those")
+
+
+def weights_file_classes(file_shapes: dict, own_shapes: dict, anchors_per_cell: int, optional=()) -> int | None:
+    """How many classes an SSD parameter file detects when all of it but its class heads fits the run's network.
+
+    Parameters
+    ----------
+    file_shapes, own_shapes : dict of str to tuple of int
+        {structural key: shape} of the file and of the network being trained.
+    anchors_per_cell : int
+        Anchors per location of prediction layer 0 (its class head has ``anchors_per_cell * (classes + 1)``
+        outputs).
+    optional : collection of str
+        Keys that one side may lack for a reason of its own (the twin holds no fix_gamma gamma). Anchor grids
+        (``anchor_generators.*``) are left out on both sides: they are constants, checked by the loaders.
+
+    Returns
+    -------
+    int or None
+        The file's number of foreground classes; None when the rest of the file is another network.
+    """
+    def body(shapes):
+        return {k: tuple(v) for k, v in shapes.items()
+                if not k.startswith(("class_predictors.", "anchor_generators.")) and k not in optional}
+
+    head = file_shapes.get("class_predictors.0.predictor.weight")
+    if head is None or body(file_shapes) != body(own_shapes) or head[0] % anchors_per_cell:
+        return None
+    return head[0] // anchors_per_cell - 1
 
 
 @dataclasses.dataclass
@@ -76,7 +138,9 @@ class TrainConfig:
     val_batch_size: int = 0
     max_expand: float = 4.0
     progress: bool = True
-    backend: str = "mxnet"  # or a registered training backend: 'torch' trains the PyTorch twin (convert/)
+    # mxnet (where MXNet is installed; the default there) or a registered training backend: torch trains the
+    # PyTorch twin (convert/; the default where MXNet is not installed)
+    backend: str = dataclasses.field(default_factory=default_backend)
     amp_dtype: str = ""  # --amp precision: mxnet float16; torch bf16 (default) or fp16 (CUDA, grad scaler)
     channels_last: bool = False  # torch backend: NHWC memory format
     compile: bool = False  # torch backend: torch.compile the network
@@ -240,6 +304,71 @@ class Trainer:
                  self.batch_in_epoch, self.iteration)
 
     def resume(self, path):
+        """Continue from ``path``: a checkpoint exactly (:meth:`resume_checkpoint`); a parameter file from its
+        weights alone (:meth:`resume_weights`), at ``--start-epoch`` with a fresh optimizer state and best mAP."""
+        if resume_kind(path) == "checkpoint":
+            self.resume_checkpoint(path)
+            return
+        self.resume_weights(path)
+        cfg = self.cfg
+        # GluonCV names its files {prefix}_{epoch:04d}_{map:.4f}.params after the epoch just trained.
+        written = re.search(r"_(\d{4})_\d+\.\d{4}\.params$", os.path.basename(path))
+        hint = (f"; its name says it was written after epoch {int(written.group(1))}: --start-epoch "
+                f"{int(written.group(1)) + 1} continues after it" if written and cfg.start_epoch == 0 else "")
+        log.warning("--resume %s is a parameter file, so this is not an exact resume: weights only; the optimizer "
+                    "momentum, the data order position and the best mAP start fresh. Training goes on at epoch %d "
+                    "(--start-epoch%s), learning rate %g. For an exact resume use the _last.ckpt file a run writes.",
+                    path, self.epoch, hint, self._lr(self.epoch, 0, 1))
+
+    def weights_file_error(self, path, problem, file_classes) -> TrainingError:
+        """The error for a ``--resume`` parameter file that does not fit this run.
+
+        ``problem`` is the loader's message; ``file_classes`` the file's class count when only its class heads
+        differ (:func:`weights_file_classes`), else None."""
+        cfg, count = self.cfg, len(self.classes)
+        if file_classes is not None and file_classes != count:
+            dataset = {20: " (20 classes: --dataset voc)", 80: " (80 classes: --dataset coco)"}.get(file_classes, "")
+            return TrainingError(
+                f"--resume {path} holds the network of {cfg.model_name} with class heads for {file_classes} classes, "
+                f"this run trains {count} (--dataset {cfg.dataset}): resume it with the dataset it was trained "
+                f"on{dataset}, or fine-tune it to these classes with --transfer {path} (a new run from epoch 0)")
+        return TrainingError(
+            f"--resume {path} does not hold the {cfg.model_name} network: pass the --network and --data-shape it was "
+            f"trained with (GluonCV's file names say them: ssd_512_vgg16_atrous_voc_* is --network vgg16_atrous "
+            f"--data-shape 512 --dataset voc). {problem}")
+
+    def resume_weights(self, path):
+        """Load the weights of MXNet parameter file ``path`` (both GluonCV key formats, ours) into the network,
+        with the shape checks of :mod:`gluon_ssd.params`; anchors stored in the file are honoured as
+        :func:`gluon_ssd.params.load_ssd_parameters` honours them. The optimizer keeps its fresh state."""
+        from ..params import check_fit, read_param_file, sync_anchors, to_structural
+
+        try:
+            loaded = to_structural(self.net, read_param_file(path), path)
+        except ValueError as err:
+            raise TrainingError(f"--resume {path}: {err}") from None
+        params = self.net._collect_params_with_prefix()
+        try:
+            check_fit(self.net, loaded, path)
+        except ValueError as err:
+            classes = weights_file_classes({k: v.shape for k, v in loaded.items()},
+                                           {k: p.shape for k, p in params.items()},
+                                           self.net.anchor_generators[0].num_depth)
+            raise self.weights_file_error(path, err, classes) from None
+        for key, value in loaded.items():
+            params[key]._load_init(value, self.ctx)
+        sync_anchors(self.net, path)
+        if any(gen.use_stored for gen in self.net.anchor_generators):
+            # The targets must match against the anchors the network now predicts with. Predict mode: the
+            # BatchNorm statistics stay the file's.
+            with mx.autograd.predict_mode():
+                zeros = mx.nd.zeros((1, 3, self.cfg.data_shape, self.cfg.data_shape), ctx=self.ctx[0])
+                anchors = self.net(zeros)[2]
+            self.anchors = [anchors.as_in_context(c) for c in self.ctx]
+        mx.nd.waitall()
+
+    def resume_checkpoint(self, path):
+        """Parameters, optimizer state, RNG states and position of a ``{prefix}_last.ckpt``: continues exactly."""
         state = ckpt.load_checkpoint(path)
         self.check_resumable(path, state.meta)
         params = self.net._collect_params_with_prefix()

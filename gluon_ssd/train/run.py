@@ -7,12 +7,12 @@ import os
 import numpy as np
 
 from .. import specs
-from .._mxnet import is_block, mx
+from .._mxnet import is_block, missing_message, mx
 from ..classes import COCO_CLASSES, VOC_CLASSES
 from ..data.open import TRAINING_SPLITS
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
 from ..specs import MODEL_SPECS
-from .fit import TrainConfig, Trainer, TrainingError, _contexts
+from .fit import TrainConfig, Trainer, TrainingError, _contexts, resume_kind
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def trainer_class(backend: str):
     from ..predict import TRAINER_PATHS, available_backends
 
     if backend not in TRAINERS and backend not in TRAINER_PATHS:
-        available_backends()  # loads the registering entry points of installed packages
+        available_backends()  # registers the project's own backends and those of installed packages
     if backend not in TRAINERS and backend in TRAINER_PATHS:
         import importlib
 
@@ -42,10 +42,12 @@ def trainer_class(backend: str):
             raise TrainingError(f"--backend {backend!r}: its trainer {TRAINER_PATHS[backend]} cannot be loaded "
                                 f"({err}); is its package installed completely?") from None
     if backend not in TRAINERS:
+        from ..predict import UNAVAILABLE
+
         raise TrainingError(f"--backend {backend!r}: available training backends are "
                             f"{', '.join(sorted({*TRAINERS, *TRAINER_PATHS}))}"
-                            + ("" if backend != "torch" else " (the torch backend needs torch and the convert "
-                               "package of this project installed)"))
+                            + (f" ({backend} is not available here: {UNAVAILABLE[backend]})"
+                               if backend in UNAVAILABLE else ""))
     return TRAINERS[backend]
 
 
@@ -116,6 +118,17 @@ def parse_bool_or_path(value):
     return value
 
 
+def start_weights(cfg: TrainConfig) -> tuple:
+    """(pretrained base, transfer) as the network is built: neither when --resume replaces every weight (so that
+    continuing a run needs neither a download nor the files it started from)."""
+    base = parse_bool_or_path(cfg.pretrained_base)  # the flag's errors in any case
+    if cfg.resume:
+        if base or cfg.transfer:
+            log.info("--resume replaces every weight: the network is built without --pretrained-base/--transfer")
+        return False, ""
+    return base, cfg.transfer
+
+
 def build_network(cfg: TrainConfig, classes, ctx):
     from ..model_zoo import build_ssd, get_model
     from ..params import file_class_count, load_ssd_parameters
@@ -123,8 +136,9 @@ def build_network(cfg: TrainConfig, classes, ctx):
     name = cfg.model_name
     custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"
     kwargs = {"classes": classes} if custom else {}
-    if not cfg.transfer:
-        return get_model(name, pretrained_base=parse_bool_or_path(cfg.pretrained_base), ctx=ctx, **kwargs)
+    base, transfer = start_weights(cfg)
+    if not transfer:
+        return get_model(name, pretrained_base=base, ctx=ctx, **kwargs)
     if os.path.isfile(cfg.transfer):
         try:
             n_file = file_class_count(cfg.transfer, name, classes if custom else None)
@@ -158,8 +172,7 @@ def prepare(cfg: TrainConfig):
     cfg.model_name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
     cls = trainer_class(cfg.backend)
     if cfg.backend == "mxnet" and mx is None:
-        raise TrainingError("--backend mxnet needs MXNet, which is not installed here; --backend torch trains the "
-                            "PyTorch twin (README, 'Training the PyTorch twin')")
+        raise TrainingError(missing_message("--backend mxnet"))
     if cfg.backend == "mxnet":
         ctx = _contexts(cfg)
         if cfg.batch_size % len(ctx):
@@ -181,6 +194,8 @@ def prepare(cfg: TrainConfig):
         cls.check_config(cfg)
     if cfg.resume and not os.path.isfile(cfg.resume):
         raise TrainingError(f"--resume {cfg.resume}: no such file")
+    if cfg.resume:
+        resume_kind(cfg.resume)  # a checkpoint or a parameter file; whether it fits the network: at set-up
     train_ds, val_ds, classes, metric = build_datasets(cfg)
     np.random.seed(cfg.seed)
     if mx is None:
