@@ -5,8 +5,25 @@ __all__ = ["get_model", "list_models", "export", "load_exported", "quantize"]
 __version__ = "0.1.0"
 
 
+# GluonCV's subpackages at its names (`import gluon_ssd as gcv; gcv.data.VOCDetection`, `gcv.utils.viz`), imported
+# on first use.
+_SUBPACKAGES = ("data", "model_zoo", "utils", "loss", "nn", "eval")
+# Those that are MXNet Gluon blocks, and their PyTorch twins (said where MXNet is not installed).
+_MXNET_ONLY = {"model_zoo": "gluon_ssd.model_zoo (MXNet Gluon blocks; the PyTorch twin is convert.get_torch_model)",
+               "loss": "gluon_ssd.loss (MXNet's SSDMultiBoxLoss; the twin's is convert.train_ops.SSDLoss)",
+               "nn": "gluon_ssd.nn (MXNet Gluon blocks; the PyTorch twin's are in convert/)"}
+
+
 def __getattr__(name):
     # Lazy, so that `import gluon_ssd.data` does not build the model zoo's imports (nor need MXNet).
+    if name in _SUBPACKAGES:
+        import importlib
+
+        if name in _MXNET_ONLY:
+            from ._mxnet import require
+
+            require(_MXNET_ONLY[name])
+        return importlib.import_module(f"{__name__}.{name}")
     if name == "list_models":
         from .specs import list_models
 

@@ -1,7 +1,8 @@
 """Detect on image files, folders, glob patterns and videos; write annotated images and ``detections.jsonl``.
 
-The loop behind demo_ssd.py. Inputs: :func:`expand_images` turns files, folders (their images, not
-recursive) and glob patterns into image paths; :func:`video_frames` reads every N-th frame of a video.
+The loop behind demo_ssd.py. Inputs: :func:`split_comma_lists` reads GluonCV's ``--images a.jpg,b.jpg``;
+:func:`expand_images` turns files, folders (their images, not recursive) and glob patterns into image paths;
+:func:`video_frames` reads every N-th frame of a video.
 Outputs in one folder: each annotated image under the input's name (its format when OpenCV writes it, else
 PNG; never overwriting an input or an earlier output), a video's frames as
 ``<video name>_frames/frame_<index>.png``, and one ``detections.jsonl`` line per image or frame
@@ -21,13 +22,28 @@ from collections.abc import Callable, Sequence
 
 from .data.custom import IMAGE_EXTS
 
-__all__ = ["VIDEO_EXTS", "expand_images", "video_frames", "OutputNames", "Summary", "annotate"]
+__all__ = ["VIDEO_EXTS", "split_comma_lists", "expand_images", "video_frames", "OutputNames", "Summary", "annotate"]
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 # Formats an annotated image is written in: the input's, when OpenCV can write it, else PNG.
 _WRITE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def split_comma_lists(specs: Sequence[str]) -> list[str]:
+    """GluonCV's comma-separated ``--images a.jpg,b.jpg`` and one path per argument, alike: each argument holding a
+    comma is split at its commas (pieces stripped of spaces, empty pieces dropped, as GluonCV's demo does), unless
+    it names an existing file or folder, or is a glob pattern that matches something: those stay whole.
+
+    >>> split_comma_lists(["a.jpg,b.jpg", "c.jpg", " d.jpg , ,e.jpg"])  # none of them exists
+    ['a.jpg', 'b.jpg', 'c.jpg', 'd.jpg', 'e.jpg']
+    """
+    out = []
+    for spec in map(os.fspath, specs):
+        whole = "," not in spec or os.path.exists(spec) or (glob.has_magic(spec) and glob.glob(spec, recursive=True))
+        out.extend([spec] if whole else [piece.strip() for piece in spec.split(",") if piece.strip()])
+    return out
 
 
 def expand_images(specs: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ import mxnet as mx
 import numpy as np
 
 from .int8_heads import HEAD_TOLERANCE, check_quantize_heads, choose_float_heads
+from .specs import INT8_MODELS  # GluonCV's int8 SSDs and the float32 model whose weights they take
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,6 @@ __all__ = ["CALIB_MODES", "INT8_MODELS", "QUANTIZED_DTYPES", "Int8Model", "calib
 
 CALIB_MODES = ("naive", "entropy", "none")
 QUANTIZED_DTYPES = ("auto", "int8", "uint8")
-# GluonCV's int8 SSDs and the float32 model whose parameters they take.
-INT8_MODELS = {
-    "ssd_300_vgg16_atrous_voc_int8": "ssd_300_vgg16_atrous_voc",
-    "ssd_512_vgg16_atrous_voc_int8": "ssd_512_vgg16_atrous_voc",
-    "ssd_512_resnet50_v1_voc_int8": "ssd_512_resnet50_v1_voc",
-    "ssd_512_mobilenet1.0_voc_int8": "ssd_512_mobilenet1.0_voc",
-}
 # GluonCV's graphs name every parameter under this prefix (its get_model(prefix='ssd0_')).
 _GLUONCV_PREFIX = "ssd0_"
 

@@ -20,6 +20,7 @@ with) and step 6 evaluates the converted ``.pth``, which must give the mAP of st
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.util
 import json
 import os
@@ -93,13 +94,19 @@ def main(argv=None) -> int:
     _run("1/6 synthetic dataset", [py, "-m", "gluon_ssd.data.synthetic", "--out", data, "--train", str(r["train"]),
                                    "--val", str(r["val"]), "--seed", "0", *SHAPES], log)
     prefix = os.path.join(out, "train") + os.sep
+    # GluonCV's epochs (0-based): epoch e validates and saves {prefix}_{e:04d}_{map}.params when e % interval == 0,
+    # so this validates the first and the last epoch.
+    interval = str(max(r["epochs"] - 1, 1))
     _run(f"2/6 train from scratch ({engine})", [
         py, "-m", "gluon_ssd.cli.train", "--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom",
         "--dataset-root", data, "--gpus", "", "--pretrained-base", "False", "--batch-size", str(r["batch"]),
         "--epochs", str(r["epochs"]), "--lr", str(r["lr"]), "--lr-decay-epoch", str(r["decay"]),
-        "--warmup-epochs", "0.5", "--max-expand", "1.5", "-j", "2", "--val-interval", str(r["epochs"]),
-        "--save-interval", "0", "--log-interval", "10", "--save-prefix", prefix, *backend], log)
+        "--warmup-epochs", "0.5", "--max-expand", "1.5", "-j", "2", "--val-interval", interval,
+        "--save-interval", interval, "--log-interval", "10", "--save-prefix", prefix, *backend], log)
     params = prefix + MODEL + "_best.params"
+    if not os.path.isfile(params):  # as GluonCV, a best file needs a mAP above 0; --tiny's may have none
+        params = sorted(glob.glob(glob.escape(prefix + MODEL) + "_[0-9][0-9][0-9][0-9]_*.params"))[-1]
+        print(f"   (no epoch scored a mAP above 0, so there is no _best.params: using {params})", flush=True)
     eval_common = ["--network", NETWORK, "--data-shape", str(r["shape"]), "--dataset", "custom", "--dataset-root",
                    data, "--splits", "val", "--batch-size", "8"]
     _run(f"3/6 evaluate ({engine})", [py, "-m", "gluon_ssd.cli.eval", *eval_common, "--pretrained", params,

@@ -127,9 +127,25 @@ MODEL_SPECS: dict[str, SSDSpec] = {
 }
 
 
-def list_models() -> list[str]:
-    """The names :func:`gluon_ssd.get_model` accepts (and the PyTorch twin, convert.get_torch_model)."""
-    return list(MODEL_SPECS)
+# GluonCV's int8 SSDs (its calibrated graphs, gluon_ssd.quantization) and the float32 model whose weights they take.
+INT8_MODELS: dict[str, str] = {
+    "ssd_300_vgg16_atrous_voc_int8": "ssd_300_vgg16_atrous_voc",
+    "ssd_512_vgg16_atrous_voc_int8": "ssd_512_vgg16_atrous_voc",
+    "ssd_512_resnet50_v1_voc_int8": "ssd_512_resnet50_v1_voc",
+    "ssd_512_mobilenet1.0_voc_int8": "ssd_512_mobilenet1.0_voc",
+}
+
+
+def list_models(int8: bool = True) -> list[str]:
+    """The names :func:`gluon_ssd.get_model` accepts, as GluonCV's ``get_model_list()`` lists its SSDs.
+
+    Parameters
+    ----------
+    int8 : bool
+        True (default): the float32 models (:data:`MODEL_SPECS`) then GluonCV's int8 ones (:data:`INT8_MODELS`).
+        False: the float32 models only, the ones the PyTorch twin builds (``convert.get_torch_model``).
+    """
+    return list(MODEL_SPECS) + (list(INT8_MODELS) if int8 else [])
 
 
 def get_spec(name: str) -> SSDSpec:

@@ -278,8 +278,9 @@ def test_voc_sample_lacks_the_training_splits(tmp_path, capsys):
 
 def _coco_expected(json_path, skip_empty):
     """(images listed, images used, {category name: objects}) of a COCO JSON, computed from the raw file:
-    non-crowd boxes with positive area whose corners x2 = x + w - 1, y2 = y + h - 1 clipped to the image
-    enclose something; without such a box an image is left out when skip_empty."""
+    boxes (crowd ones included, as training reads them) with positive area whose corners x2 = x + w - 1,
+    y2 = y + h - 1 clipped to the image enclose something; without such a box an image is left out when
+    skip_empty."""
     with open(json_path) as f:
         raw = json.load(f)
     names = {c["id"]: c["name"] for c in raw["categories"]}
@@ -290,7 +291,7 @@ def _coco_expected(json_path, skip_empty):
         width, height = size[a["image_id"]]
         x1, y1 = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
         x2, y2 = min(max(x + max(w - 1, 0), 0), width - 1), min(max(y + max(h - 1, 0), 0), height - 1)
-        if a.get("iscrowd", 0) == 0 and a["area"] > 0 and x2 > x1 and y2 > y1:
+        if a["area"] > 0 and x2 > x1 and y2 > y1:
             counts[names[a["category_id"]]] += 1
             per_image[a["image_id"]] += 1
     used = sum(1 for i in size if per_image[i] or not skip_empty)

@@ -116,16 +116,6 @@ def test_voc_class_subset_needs_skip():
 
 
 # ---------------------------------------------------------------- COCO on real data
-@pytest.fixture(scope="module")
-def coco_url_root(tmp_path_factory):
-    """Folders named as the JSONs' coco_url says (what gluoncv needs): symlinks, no copies."""
-    root = tmp_path_factory.mktemp("coco_url_layout")
-    (root / "annotations").symlink_to(TINYCOCO / "annotations")
-    (root / "val2017").symlink_to(TINYCOCO / "images/train2017")
-    (root / "train2017").symlink_to(TINYCOCO / "images/val2017")
-    return root
-
-
 def _json_counts(split, use_crowd):
     data = json.loads((TINYCOCO / "annotations" / f"{split}.json").read_text())
     names = {c["id"]: c["name"] for c in data["categories"]}

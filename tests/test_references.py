@@ -206,14 +206,14 @@ def test_voc_labels_equal_gluoncv():
 @pytest.mark.parametrize("setting, use_crowd", [("default", True), ("no_crowd", False)])
 def test_coco_labels_equal_gluoncv(split, setting, use_crowd):
     """gluon_ssd's COCODetection against gluoncv's on tinycoco with the matching settings: gluoncv's defaults
-    (use_crowd=True, skip_empty=True) and use_crowd=False (gluon_ssd's default today, and what train_ssd.py
-    opens); boxes and classes exactly (gluon_ssd adds a crowd flag as column 5)."""
+    (use_crowd=True, skip_empty=True: also gluon_ssd's defaults, and what train_ssd.py opens, as GluonCV's
+    train_ssd.py does) and use_crowd=False; boxes and classes exactly (gluon_ssd adds a crowd flag as column 5)."""
     ref = load("datasets")
     prefix = f"coco_{split}_{setting}"
     root = DATA / str(ref["coco_root"])
     image_dir = "images/" + split.split("_")[1]  # tinycoco's own folders (see shared/data/README.md)
     readers = [COCODetection(root, split, image_dir=image_dir, use_crowd=use_crowd, skip_empty=True)]
-    if not use_crowd:
+    if use_crowd:
         readers.append(open_dataset("coco", root, splits=split, purpose="train", image_dir=image_dir))
     for ds in readers:
         assert [os.path.basename(ds.image_path(i)) for i in range(len(ds))] == list(ref[f"{prefix}_images"])

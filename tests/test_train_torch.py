@@ -194,7 +194,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
 
     name = "ssd_300_mobilenet0.25_custom"
     common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "2",
-              "--lr", "0.01", "--val-interval", "2", "--save-interval", "2", "--seed", "11", "--backend", "torch",
+              "--lr", "0.01", "--val-interval", "1", "--save-interval", "2", "--seed", "11", "--backend", "torch",
               "--dataset", "custom", "--dataset-root", tiny_dataset, "--gpus", "", "--pretrained-base", "False",
               "-j", "0", "--no-progress", "--log-interval", "1"]
     full, killed = str(tmp_path / "full") + "/", str(tmp_path / "killed") + "/"
@@ -208,7 +208,9 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
     files = set(os.listdir(full))
     assert {name + "_best.params", name + "_best.pth", name + "_train.log", name + "_best_map.log",
             name + "_last.ckpt", name + "_curves.png", name + "_metrics.jsonl"} <= files, files
-    assert any(f.startswith(name + "_0001_") and f.endswith(".params") for f in files)
+    # GluonCV's epochs (0-based): --save-interval 2 saves after epoch 0 only; --val-interval 1 validates both
+    assert [f for f in files if f.startswith(name + "_0")] == [f for f in files if f.startswith(name + "_0000_")]
+    assert any(f.startswith(name + "_0000_") and f.endswith(".params") for f in files)
     log_text = open(full + name + "_train.log").read()
     assert "[Epoch 1] Validation:" in log_text and "mAP=" in log_text
 

@@ -2,15 +2,20 @@
 
 Examples::
 
+    python demo_ssd.py --network ssd_512_mobilenet1.0_voc --images dog.jpg,street.jpg    # GluonCV's usage
     python demo_ssd.py --images dog.jpg 'photos/*.jpg' photos2/ --out-dir out
     python demo_ssd.py --network ssd_512_resnet50_v1_voc --images street.jpg --classes person,car --out-dir out
     python demo_ssd.py --network ssd_300_vgg16_atrous_custom --pretrained run/ssd_best.params \\
         --classes circle,square,triangle,cross,ring --data-shape 300 --images val/ --out-dir out
     python demo_ssd.py --video clip.mp4 --every 10 --out-dir out
 
-Outputs in --out-dir: one annotated image per input image (same name and format, same size as the
-input), for a video the processed frames as PNGs in ``<video name>_frames/frame_<index>.png``, and
-``detections.jsonl`` with one line per image or frame::
+--images takes GluonCV's comma-separated list (``a.jpg,b.jpg``) as well as one file, folder or quoted glob per
+argument; an existing file whose name holds a comma is one file.
+
+Outputs in --out-dir (default ``./{network}_demo``, named in one line; without --out-dir each image is also shown
+in a matplotlib window where there is a display, as GluonCV's demo shows it, close the window to go on): one
+annotated image per input image (same name and format, same size as the input), for a video the processed frames
+as PNGs in ``<video name>_frames/frame_<index>.png``, and ``detections.jsonl`` with one line per image or frame::
 
     {"image": path, "width": W, "height": H, "annotated": output path,
      "detections": [{"class": name, "class_id": i, "score": s, "box": [x1, y1, x2, y2]}, ...]}
@@ -53,11 +58,15 @@ def parse_args(argv=None):
                    help="'True' for GluonCV's published weights (model store), a parameter file path "
                         "(GluonCV's or from training), or 'False' for random weights (smoke tests)")
     p.add_argument("--images", nargs="+", default=[], metavar="PATH",
-                   help="image files, folders (their images, not recursive) and quoted glob patterns")
+                   help="image files, folders (their images, not recursive) and quoted glob patterns, one per "
+                        "argument or comma-separated as GluonCV's (a.jpg,b.jpg)")
     p.add_argument("--video", nargs="+", default=[], metavar="VIDEO", help="video files")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="process every N-th video frame, starting at frame 0 (default: %(default)s)")
-    p.add_argument("--out-dir", required=True, help="folder for annotated images and detections.jsonl")
+    p.add_argument("--out-dir", default=None,
+                   help="folder for annotated images and detections.jsonl (default: ./{network}_demo; without "
+                        "--out-dir each image is also shown in a window where there is a display, as GluonCV's "
+                        "demo does)")
     p.add_argument("--thresh", type=float, default=0.5,
                    help="keep detections with a score at least this (default: %(default)s)")
     p.add_argument("--nms-thresh", type=float, default=0.45,
@@ -89,7 +98,8 @@ def parse_args(argv=None):
     p.add_argument("--model-prefix", default=None, help="prefix of the exported model for --deploy")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                    help="--backend torch: network precision (default: %(default)s)")
-    p.add_argument("--show", action="store_true", help="also show each annotated image in a window")
+    p.add_argument("--show", action="store_true",
+                   help="also show each annotated image (and video frame) in an OpenCV window")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
     return p.parse_args(argv)
 
@@ -138,24 +148,63 @@ def summary_line(name, rec, limit=5):
     return f"{name}: {len(dets)} {noun}" + (f" ({words}{more})" if dets else "")
 
 
-class Shower:
-    """--show: one window, opened lazily; turned off with a warning when there is no display."""
+def has_display() -> bool:
+    """Whether windows can open: on Linux an X11 or Wayland display is named (macOS and Windows always have one)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
-    def __init__(self, enabled):
-        self.enabled = enabled
-        if enabled and sys.platform.startswith("linux") and not (
-                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            self._off("--show needs a display (DISPLAY is not set); the annotated images are only saved")
+
+def interactive_matplotlib() -> bool:
+    """Whether matplotlib's backend opens windows (not Agg and the other file backends, e.g. MPLBACKEND=Agg)."""
+    import matplotlib
+    from matplotlib import pyplot  # noqa: F401  (resolves matplotlib's automatic backend choice)
+
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+
+        interactive = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    except ImportError:  # matplotlib < 3.9
+        from matplotlib import rcsetup
+
+        interactive = rcsetup.interactive_bk
+    return matplotlib.get_backend().lower() in {name.lower() for name in interactive}
+
+
+class Shower:
+    """Shows the annotated images: ``--show`` in an OpenCV window (a video plays in it), or without --out-dir
+    (``gluoncv=True``) GluonCV's way, a matplotlib window per image that the run waits on (``plt.show()``).
+
+    Without a display (or with a matplotlib backend that draws to files only) it is off: with a warning for
+    --show, silently for GluonCV's way (the images are written into the folder the demo named).
+    """
+
+    def __init__(self, enabled, gluoncv=False):
+        self.mode = "opencv" if enabled else ("matplotlib" if gluoncv else None)
+        if self.mode is not None and not has_display():
+            if self.mode == "opencv":
+                self._off("--show needs a display (DISPLAY is not set); the annotated images are only saved")
+            self.mode = None
+        if self.mode == "matplotlib" and not interactive_matplotlib():
+            self.mode = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode is not None
 
     def _off(self, why):
         from tqdm import tqdm
 
         tqdm.write(f"warning: {why}", file=sys.stderr)
-        self.enabled = False
+        self.mode = None
 
-    def __call__(self, rgb, wait_ms):
-        if not self.enabled:
-            return
+    def __call__(self, rgb, is_frame):
+        if self.mode == "opencv":
+            self._opencv(rgb, 1 if is_frame else 0)
+        elif self.mode == "matplotlib":
+            self._matplotlib(rgb, is_frame)
+
+    def _opencv(self, rgb, wait_ms):
         import cv2
 
         try:
@@ -165,40 +214,68 @@ class Shower:
             self._off(f"--show: cannot open a window ({str(err).strip().splitlines()[-1]}); the annotated images "
                       "are only saved")
 
+    def _matplotlib(self, rgb, is_frame):
+        from matplotlib import pyplot as plt
+
+        from gluon_ssd.utils.viz import plot_image
+
+        try:
+            ax = plot_image(rgb)
+            if is_frame:  # a video's frames pass by instead of each waiting for its window to close
+                plt.show(block=False)
+                plt.pause(0.001)
+            else:
+                plt.show()
+            plt.close(ax.figure)
+        except Exception as err:  # GUI toolkits raise their own types (TclError, RuntimeError, ...)
+            self._off(f"cannot show the image in a matplotlib window ({type(err).__name__}: {err}); the annotated "
+                      "images are only saved")
+
+
+def default_out_dir(args) -> str:
+    """``./{network}_demo`` (for --deploy the export's name): where the outputs go without --out-dir."""
+    name = os.path.basename(os.path.normpath(args.model_prefix)) if args.deploy else args.network
+    return os.path.join(os.curdir, f"{name}_demo")
+
 
 def run(args) -> int:
     from tqdm import tqdm
 
     from gluon_ssd import predict
-    from gluon_ssd.annotate import annotate, expand_images
+    from gluon_ssd.annotate import annotate, expand_images, split_comma_lists
 
     setup_logging(verbose=args.verbose)
     check_args(args)
     classes = parse_classes(args.classes)
     preprocess = predict.Preprocessor(short=args.short or 512, max_size=args.max_size or 1024,
                                       data_shape=args.data_shape)
-    images = expand_images(args.images)
+    images = expand_images(split_comma_lists(args.images))
     ctx = contexts("--gpus", args.gpus, cpu_hint="leave --gpus out to run on the CPU")
     detector = load_detector(args, classes, ctx)
-    show = Shower(args.show)
+    out_dir = args.out_dir or default_out_dir(args)
+    show = Shower(args.show, gluoncv=args.out_dir is None)
+    if args.out_dir is None:
+        shown = "; each image is shown too (close its window to go on)" if show.mode == "matplotlib" else ""
+        print(f"no --out-dir: writing the annotated images and detections.jsonl to {out_dir}{shown}")
 
     def on_image(rec, drawn, is_frame):
         tqdm.write(summary_line(rec["image"], rec))
-        show(drawn, 1 if is_frame else 0)
+        show(drawn, is_frame)
 
     try:
-        done = annotate(detector, images, args.video, args.out_dir, preprocess, batch_size=args.batch_size,
+        done = annotate(detector, images, args.video, out_dir, preprocess, batch_size=args.batch_size,
                         thresh=args.thresh, every=args.every, on_image=on_image)
     except OSError as err:
-        raise UsageError(f"cannot write into --out-dir {args.out_dir}: {err}") from None
+        which = "--out-dir" if args.out_dir else "the default --out-dir"
+        raise UsageError(f"cannot write into {which} {out_dir}: {err}") from None
     if done.unreadable:
         print(f"{len(done.unreadable)} input(s) could not be read: {', '.join(done.unreadable)}", file=sys.stderr)
     if done.images + done.frames == 0:
-        print(f"{PROG}: error: no image or frame could be read, nothing was detected (outputs in {args.out_dir})",
+        print(f"{PROG}: error: no image or frame could be read, nothing was detected (outputs in {out_dir})",
               file=sys.stderr)
         return EXIT_NOTHING_READ
     parts = [f"{n} annotated {what}" for n, what in ((done.images, "image(s)"), (done.frames, "video frame(s)")) if n]
-    print(f"{done.detections} detection(s); wrote {' and '.join(parts)} and {done.jsonl_path} to {args.out_dir}")
+    print(f"{done.detections} detection(s); wrote {' and '.join(parts)} and {done.jsonl_path} to {out_dir}")
     return 0
 
 

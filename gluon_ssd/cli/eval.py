@@ -78,7 +78,10 @@ FLAGS = (
     ("--results", dict(default=None, metavar="JSON",
                        help="score this COCO results file against the dataset's annotations (no model)")),
     ("--out-dir", dict(default=None, help="output folder (default: ./{save-prefix}{network name}_eval)")),
-    ("--save-prefix", dict(default="", help="prefix of the default output folder's name")),
+    ("--save-prefix", dict(default="", help="prefix of the default output folder's name: results go to "
+                           "./{save-prefix}{network name}_eval/, COCO detections kept there as coco_detections.json "
+                           "(GluonCV: the prefix of a temporary COCO results file, {save-prefix}_eval_{time}.json, "
+                           "deleted after scoring)")),
     ("-j --num-workers", dict(dest="num_workers", type=int, default=4, help="data loading processes" + _DEFAULT)),
     ("--num-gpus", dict(type=int, default=0, help="GPUs to use, 0 for CPU" + _DEFAULT)),
     ("--pretrained", dict(default="True", help="'True' for GluonCV's published weights (model store) or a "
@@ -92,8 +95,10 @@ FLAGS = (
     ("--no-plots", dict(_ON, help="do not draw the precision/recall curves")),
     ("--no-progress", dict(_ON, help="no progress bar")),
     ("-v --verbose", dict(_ON, help="log library messages at INFO level")),
-    ("--calibration", dict(_ON, help="quantize to int8 (MXNet, CPU), write the model to OUT_DIR/model/ and "
-                           "evaluate it")),
+    ("--calibration", dict(_ON, help="quantize to int8 (MXNet, CPU), write the model to "
+                           "OUT_DIR/model/{name}-quantized-{calib-mode}-symbol.json/-0000.params/-meta.json, then "
+                           "evaluate it (GluonCV writes model/ beside its eval_ssd.py script and stops without "
+                           "evaluating); re-evaluate later with --deploy --model-prefix")),
     ("--num-calib-batches", dict(type=int, default=5, help="validation batches used for calibration" + _DEFAULT)),
     ("--quantized-dtype", dict(default="auto", choices=("auto", "int8", "uint8"),
                                help="int8 activations: auto (uint8 after ReLU), int8 or uint8" + _DEFAULT)),

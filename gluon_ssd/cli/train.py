@@ -55,22 +55,31 @@ def parse_args(argv=None):
                    help="the epoch a run without a checkpoint starts at (its learning rate is that epoch's)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-decay", type=float, default=d.lr_decay)
-    p.add_argument("--lr-decay-epoch", default=d.lr_decay_epoch)
+    p.add_argument("--lr-decay-epoch", default=d.lr_decay_epoch,
+                   help="epochs at which --lr-mode step decays, comma-separated; fractional values (160.5) decay at "
+                        "the start of the next whole epoch, as in GluonCV")
     p.add_argument("--lr-mode", default=d.lr_mode, choices=["step", "cosine"])
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--wd", type=float, default=d.wd)
     p.add_argument("--log-interval", type=int, default=d.log_interval)
     p.add_argument("--save-prefix", default=d.save_prefix, help="prefix of the output files (model name appended)")
-    p.add_argument("--save-interval", type=int, default=d.save_interval)
-    p.add_argument("--val-interval", type=int, default=d.val_interval)
+    p.add_argument("--save-interval", type=int, default=d.save_interval,
+                   help="epochs 0, N, 2N, ... (0-based) validate and write {prefix}_{epoch:04d}_{map:.4f}.params "
+                        "(0: none); a better mAP always writes {prefix}_best.params")
+    p.add_argument("--val-interval", type=int, default=d.val_interval,
+                   help="epochs 0, N, 2N, ... (0-based, as GluonCV) validate, and the saving epochs; 0: no validation "
+                        "at all (nor GluonCV's .params files). COCO: 1 becomes 10, as in GluonCV")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--syncbn", action="store_true")
+    p.add_argument("--syncbn", action="store_true",
+                   help="synchronized BatchNorm over devices: --backend torch (over torchrun processes); with "
+                        "--backend mxnet refused on several devices with a BatchNorm backbone (the message says why)")
     p.add_argument("--backend", default=d.backend,
                    help="mxnet (gluon_ssd) or torch (the PyTorch twin of convert/, same recipe; multi-GPU and "
                         "multi-machine through torchrun); the default is mxnet where MXNet is installed, else torch")
     p.add_argument("--amp", action="store_true",
-                   help="mixed precision: mxnet float16 on GPUs; torch --amp-dtype on CUDA or CPU")
+                   help="mixed precision: mxnet float16 on GPUs (mxnet.contrib.amp.init() before the network is "
+                        "built, as GluonCV); torch --amp-dtype on CUDA or CPU")
     p.add_argument("--amp-dtype", default=d.amp_dtype, choices=["", "bf16", "fp16"],
                    help="torch backend: bf16 (default; CPU needs AVX-512 BF16 or AMX to gain) or fp16 (CUDA, "
                         "with a gradient scaler)")

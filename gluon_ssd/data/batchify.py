@@ -2,10 +2,13 @@
 
 ``batchify_detection`` turns a list of samples (tuples of fields) into one batch per field: fields of
 equal shape are stacked; fields whose length along the first axis varies (labels, ...) are padded with
--1 to the longest in the batch. ``make_loader`` wraps ``mx.gluon.data.DataLoader`` with worker
-processes, a seeded shuffle and per-worker random seeds. Where MXNet is not installed (the machines of
-``--backend torch``) batches are numpy arrays and the loader is PyTorch's DataLoader over the same
-samplers and worker seeding.
+-1 to the longest in the batch. GluonCV's ``gluoncv.data.batchify`` spelling of the same job is here too:
+:class:`Tuple` of :class:`Stack` and :class:`Pad` (``Tuple(Stack(), Pad(pad_val=-1))`` is GluonCV's validation
+batchify), with GluonCV's signatures, dtypes and shared-memory NDArrays.
+
+``make_loader`` wraps ``mx.gluon.data.DataLoader`` with worker processes, a seeded shuffle and per-worker
+random seeds. Where MXNet is not installed (the machines of ``--backend torch``) batches are numpy arrays and
+the loader is PyTorch's DataLoader over the same samplers and worker seeding.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from .._mxnet import Dataset, is_ndarray, mx
 
-__all__ = ["batchify_detection", "make_loader", "SeededRandomSampler"]
+__all__ = ["batchify_detection", "make_loader", "SeededRandomSampler", "Stack", "Pad", "Tuple"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +111,181 @@ def batchify_detection(samples: Sequence, pad_value: float = -1.0, shared_memory
         _stack_field([s[k] for s in samples], k, pad_value, ctx) for k in range(n_fields.pop())
     )
     return fields[0] if single else fields
+
+
+def _shared(array: np.ndarray):
+    """A batch in shared CPU memory as GluonCV's batchify makes it (numpy as it is without MXNet)."""
+    return array if mx is None else _out(array, mx.Context("cpu_shared", 0))
+
+
+def _numpy_fields(data) -> list[np.ndarray]:
+    return [x.asnumpy() if is_ndarray(x) else np.asarray(x) for x in data]
+
+
+class Stack:
+    """GluonCV's ``batchify.Stack``: stack N samples of one shape into a (N, ...) batch.
+
+    Called with a list of N samples (NDArrays, numpy arrays, lists or numbers) of one shape. Returns an
+    ``mx.nd.NDArray`` (N, ...) in shared CPU memory (``cpu_shared(0)``, what worker processes hand back): the
+    samples' dtype when they are all NDArrays, else float32 (as GluonCV, whose ``mx.nd.array`` makes float32 of
+    numpy input, uint8 images included). Without MXNet the same values as a numpy array.
+
+    Raises
+    ------
+    ValueError
+        No samples, or samples of different shapes (the message lists them; :class:`Pad` batches those).
+    """
+
+    def __call__(self, data):
+        if len(data) == 0:
+            raise ValueError("Stack got no samples; give it a list of arrays of one shape")
+        shapes = sorted({tuple(x.shape) if hasattr(x, "shape") else np.shape(x) for x in data})
+        if len(shapes) != 1:
+            raise ValueError(f"Stack needs samples of one shape, got shapes {shapes}; batch them with "
+                             "Pad(axis=...) or resize them to one size first")
+        if mx is not None and all(is_ndarray(x) for x in data):
+            out = mx.nd.empty((len(data),) + data[0].shape, dtype=data[0].dtype, ctx=mx.Context("cpu_shared", 0))
+            return mx.nd.stack(*data, out=out)
+        return _shared(np.stack(_numpy_fields(data)).astype(np.float32, copy=False))
+
+    def __repr__(self) -> str:
+        return "Stack()"
+
+
+class Pad:
+    """GluonCV's ``batchify.Pad``: pad N arrays to the longest along ``axis`` and stack them.
+
+    Parameters
+    ----------
+    axis : int or tuple of int
+        The axis (axes) whose length varies between samples; a negative axis counts from the end (GluonCV
+        mishandles those).
+    pad_val : number
+        Fill of the padding.
+    num_shards : int
+        Split the batch into this many consecutive shards (``np.array_split`` sizes), each padded to its own
+        longest: one batch per device.
+    ret_length : bool
+        Also return each sample's length along ``axis``.
+
+    Notes
+    -----
+    Called with a list of N samples (NDArrays, numpy arrays or lists; all of one number of dimensions, equal
+    outside ``axis``). Returns an ``mx.nd.NDArray`` (N, ...) in shared CPU memory with the dtype of the first
+    sample (float64 for GluonCV's VOC labels, float32 for ours), padded with ``pad_val``; with ``ret_length``
+    also the lengths, int32 (N,) (or (N, len(axis)) for several axes). With ``num_shards > 1``, lists of
+    those, one per shard. Without MXNet, numpy arrays of the same values. :func:`batchify_detection` pads
+    labels the same way (axis 0, -1) in one call for all the fields of a sample.
+
+    Examples
+    --------
+    >>> Pad(pad_val=-1)([np.zeros((2, 6)), np.ones((1, 6))]).shape   # doctest: +SKIP
+    (2, 2, 6)
+    """
+
+    def __init__(self, axis=0, pad_val=0, num_shards: int = 1, ret_length: bool = False):
+        axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+        if not axes or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis {axis!r} names an axis twice")
+        if isinstance(num_shards, bool) or int(num_shards) != num_shards or num_shards < 1:
+            raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
+        self._axis, self._axes = axis, tuple(int(a) for a in axes)
+        self._pad_val, self._num_shards, self._ret_length = pad_val, int(num_shards), bool(ret_length)
+
+    def __call__(self, data):
+        if len(data) == 0:
+            raise ValueError("Pad got no samples; give it a list of arrays")
+        first = data[0]
+        if not (is_ndarray(first) or isinstance(first, (np.ndarray, list, tuple))):
+            raise TypeError(f"Pad batches arrays (NDArray, numpy) or lists, got {type(first).__name__}; use Stack "
+                            "for numbers")
+        arrays = _numpy_fields(data)
+        dtype = first.dtype if hasattr(first, "dtype") else arrays[0].dtype
+        ndim = arrays[0].ndim
+        if any(a.ndim != ndim for a in arrays):
+            raise ValueError(f"Pad needs samples of one number of dimensions, got shapes {[a.shape for a in arrays]}")
+        axes = []
+        for a in self._axes:
+            if not -ndim <= a < ndim:
+                raise ValueError(f"axis {a} is out of range for samples of {ndim} dimensions")
+            axes.append(a % ndim)
+        fixed = {tuple(s for k, s in enumerate(a.shape) if k not in axes) for a in arrays}
+        if len(fixed) != 1:
+            raise ValueError(f"Pad pads axis {self._axis} only, but the samples also differ elsewhere: shapes "
+                             f"{[a.shape for a in arrays]}")
+        if self._num_shards > len(arrays):
+            raise ValueError(f"num_shards={self._num_shards} is more than the {len(arrays)} samples of the batch")
+        if len(arrays) % self._num_shards:
+            logger.warning("Pad: %d samples do not split evenly into %d shards", len(arrays), self._num_shards)
+        lengths = np.array([[a.shape[k] for k in axes] for a in arrays], dtype=np.int64)
+        batches, valid = [], []
+        for index in np.array_split(np.arange(len(arrays)), self._num_shards):
+            shape = list(arrays[index[0]].shape)
+            for j, k in enumerate(axes):
+                shape[k] = int(lengths[index, j].max())
+            out = np.full([len(index)] + shape, self._pad_val, dtype=dtype)
+            for row, i in enumerate(index):
+                out[(row,) + tuple(slice(0, n) for n in arrays[i].shape)] = arrays[i]
+            batches.append(_shared(out))
+            shard_lengths = lengths[index] if isinstance(self._axis, (tuple, list)) else lengths[index, 0]
+            valid.append(_shared(shard_lengths.astype(np.int32)))
+        if self._num_shards == 1:
+            batches, valid = batches[0], valid[0]
+        return (batches, valid) if self._ret_length else batches
+
+    def __repr__(self) -> str:
+        return (f"Pad(axis={self._axis!r}, pad_val={self._pad_val!r}, num_shards={self._num_shards}, "
+                f"ret_length={self._ret_length})")
+
+
+class Tuple:
+    """GluonCV's ``batchify.Tuple``: batch field ``i`` of the samples with the ``i``-th function.
+
+    Parameters
+    ----------
+    fn : callable, or a list or tuple of callables
+        The batchify functions, one per field: ``Tuple(Stack(), Pad(pad_val=-1))`` or
+        ``Tuple([Stack(), Pad(pad_val=-1)])``.
+    *args : callable
+        The further functions when ``fn`` is one.
+
+    Notes
+    -----
+    Called with a list of N samples, each a tuple of K fields; returns a tuple of K batches.
+
+    Raises
+    ------
+    TypeError
+        A function that is not callable. ``ValueError`` when called with samples whose number of fields is not
+        the number of functions (GluonCV checks the first sample only).
+    """
+
+    def __init__(self, fn, *args):
+        if isinstance(fn, (list, tuple)):
+            if args:
+                raise ValueError(f"Tuple takes Tuple(A, B, ...) or Tuple([A, B, ...]), got a list and {len(args)} "
+                                 "more argument(s)")
+            fns = tuple(fn)
+        else:
+            fns = (fn,) + args
+        for i, f in enumerate(fns):
+            if not callable(f):
+                raise TypeError(f"batchify function {i} of Tuple is not callable: {f!r}")
+        self._fn = fns
+
+    def __call__(self, data):
+        if len(data) == 0:
+            raise ValueError("Tuple got no samples")
+        for k, sample in enumerate(data):
+            if len(sample) != len(self._fn):
+                raise ValueError(f"sample {k} has {len(sample)} fields but this Tuple batchifies {len(self._fn)} "
+                                 f"({self._fn})")
+        return tuple(f([sample[i] for sample in data]) for i, f in enumerate(self._fn))
+
+    def __repr__(self) -> str:
+        return f"Tuple({', '.join(map(repr, self._fn))})"
 
 
 class SeededRandomSampler(mx.gluon.data.Sampler if mx is not None else object):

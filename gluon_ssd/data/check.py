@@ -49,7 +49,7 @@ from .. import specs
 from ..classes import COCO_CLASSES, VOC_CLASSES
 from .coco import coco_objects, load_coco
 from .custom import BadImageError, read_image
-from .open import TRAINING_SPLITS, find_dataset_root, parse_voc_splits
+from .open import COCO_USE_CROWD, TRAINING_SPLITS, find_dataset_root, parse_voc_splits
 from .voc import (
     AnnotationError,
     class_index,
@@ -99,7 +99,7 @@ class Problem:
 @dataclasses.dataclass
 class SplitReport:
     """Counts of one split: ``listed`` images, ``usable`` ones (what training reads), ``objects`` per class
-    and ``difficult`` (VOC) or crowd-flagged (COCO, none by default) among them."""
+    and ``difficult`` (VOC) or crowd-flagged (COCO: training keeps crowd boxes, as GluonCV) among them."""
 
     name: str
     role: str
@@ -419,7 +419,7 @@ def _check_coco_split(ck: _Checker, split: SplitReport, json_path: str, folder: 
     paths = [os.path.join(folder, e["file_name"]) for e in entries]
     wh = np.array([(e["width"], e["height"]) for e in entries], dtype=np.float64)
     anns = coco.dataset.get("annotations") or []
-    obj = coco_objects(coco, image_ids, mapping) if anns else None
+    obj = coco_objects(coco, image_ids, mapping, use_crowd=COCO_USE_CROWD) if anns else None
     kept_per_image = np.zeros(len(image_ids), np.int64)
     if obj is not None:
         orphans = [a.get("id") for a, k in zip(anns, obj.known_image) if not k]

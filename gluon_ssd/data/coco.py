@@ -11,9 +11,10 @@ Conventions, as GluonCV's ``COCODetection``:
 
 Where we differ from GluonCV, on purpose:
 
-* Crowd boxes are skipped by default (``use_crowd=False``); with ``use_crowd=True`` they are kept and
-  flagged in label column 5 (the ``difficult`` column), so a VOC-style metric ignores them while
-  training uses them like GluonCV does.
+* Labels are (N, 6): a crowd box kept (``use_crowd=True``, GluonCV's default and ``COCODetection``'s) is
+  flagged in label column 5 (the ``difficult`` column), so a VOC-style metric ignores it while training
+  uses it like GluonCV does (GluonCV's labels are (N, 5), without the flag). ``CustomCOCODetection``
+  skips crowd boxes unless given ``use_crowd=True``.
 * Images are found at ``image_dir/file_name`` (GluonCV derives the folder from ``coco_url``). The
   default ``image_dir`` is derived from the split name (``instances_val2017`` -> ``val2017``) under
   ``root``; pass it when folders are named otherwise.
@@ -35,6 +36,7 @@ import numpy as np
 
 from ..classes import COCO_CLASSES
 from .custom import DetectionDataset
+from .voc import declared_classes
 
 __all__ = ["COCO_CLASSES", "COCODetection", "CustomCOCODetection", "load_coco", "find_coco_root"]
 
@@ -306,23 +308,38 @@ class CustomCOCODetection(DetectionDataset):
 
 
 class COCODetection(CustomCOCODetection):
-    """MS COCO detection data in the COCO layout: ``root/annotations/{split}.json`` and image folders.
+    """MS COCO detection data in the COCO layout; GluonCV's ``COCODetection`` with its signature.
 
     Parameters
     ----------
     root : str
-        Dataset folder.
+        Dataset folder, holding ``annotations/``.
     splits : str or sequence of str
         JSON names without extension, e.g. ``'instances_val2017'``.
+    transform : callable, optional
+        ``transform(image, label)``.
+    min_object_area : float
+        Drop annotations whose ``area`` is smaller.
     skip_empty : bool
-        See :class:`CustomCOCODetection` (True for training, False for evaluation).
-    image_dir : str or sequence of str, optional
+        Leave out images without usable objects (training); keep them with a (0, 6) label when False
+        (evaluation; GluonCV gives them one row of -1).
+    use_crowd : bool
+        Keep crowd boxes (GluonCV's default), flagged 1 in label column 5; False leaves them out.
+    image_dir : str or sequence of str, optional, keyword-only
         Image folder (relative to ``root`` or absolute), one for all splits or one per split. Default:
-        the split name after its last underscore (``instances_val2017`` -> ``root/val2017``).
-    annotation_dir : str
+        the split name after its last underscore (``instances_val2017`` -> ``root/val2017``; GluonCV takes
+        the folder from each image's ``coco_url``, which names the same folder in the COCO layout).
+    annotation_dir : str, keyword-only
         Folder of the JSON files, relative to ``root``.
-    use_crowd, min_object_area, transform, on_error
+    on_error : {'skip', 'raise'}, keyword-only
         See :class:`CustomCOCODetection`.
+
+    Notes
+    -----
+    The classes are the class attribute ``CLASSES`` (:data:`COCO_CLASSES`), or what a subclass declares
+    (``CLASSES`` or a ``classes`` property, as in GluonCV); each JSON's categories must be those names in
+    that order. Items are ``(image, label)``: image ``mx.nd.NDArray`` (H, W, 3) uint8 RGB (numpy without
+    MXNet), label (N, 6) float32 ``[x1, y1, x2, y2, class, crowd]`` (GluonCV: a list of (N, 5) rows).
 
     Examples
     --------
@@ -331,18 +348,29 @@ class COCODetection(CustomCOCODetection):
     >>> ds = COCODetection('tinycoco', 'instances_train2017', image_dir='images/train2017')  # doctest: +SKIP
     """
 
+    CLASSES = COCO_CLASSES
+
     def __init__(
         self,
         root: str = os.path.join("~", ".mxnet", "datasets", "coco"),
         splits: str | Sequence[str] = ("instances_val2017",),
+        transform: Callable | None = None,
+        min_object_area: float = 0.0,
         skip_empty: bool = True,
+        use_crowd: bool = True,
+        *,
         image_dir: str | Sequence[str] | None = None,
         annotation_dir: str = "annotations",
-        use_crowd: bool = False,
-        min_object_area: float = 0.0,
-        transform: Callable | None = None,
         on_error: str = "skip",
     ):
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"transform must be callable, got {type(transform).__name__}; the positional order is GluonCV's "
+                "(root, splits, transform, min_object_area, skip_empty, use_crowd): pass the others by name"
+            )
+        if isinstance(min_object_area, (str, bytes, os.PathLike)):
+            raise TypeError(f"min_object_area must be a number, got {min_object_area!r}; the fourth positional "
+                            "argument is GluonCV's min_object_area: pass the image folder as image_dir=...")
         self.root = os.path.expanduser(os.fspath(root))
         if not os.path.isdir(self.root):
             raise FileNotFoundError(
@@ -358,8 +386,8 @@ class COCODetection(CustomCOCODetection):
             if len(dirs) != len(self.splits):
                 raise ValueError(f"give one image_dir or one per split: {len(dirs)} for {len(self.splits)}")
         jsons = [os.path.join(self.root, annotation_dir, f"{s}.json") for s in self.splits]
-        self._build(jsons, [os.path.join(self.root, d) for d in dirs], COCO_CLASSES, skip_empty, use_crowd,
-                    min_object_area, transform, on_error)
+        self._build(jsons, [os.path.join(self.root, d) for d in dirs], declared_classes(self, COCODetection),
+                    skip_empty, use_crowd, min_object_area, transform, on_error)
 
     def __repr__(self) -> str:
-        return f"COCODetection({','.join(self.splits)}: {len(self)} images)"
+        return f"{type(self).__name__}({','.join(self.splits)}: {len(self)} images)"

@@ -12,7 +12,8 @@ Roots, the same for training and evaluation:
 
 Purpose: ``'train'`` reads leniently (unusable items are dropped with a warning, COCO images without objects
 are left out); ``'eval'`` strictly (every listed image is kept, an unusable file raises), so that an
-evaluation scores every image of the split.
+evaluation scores every image of the split. COCO crowd boxes are kept for both (:data:`COCO_USE_CROWD`, GluonCV's
+recipe: train_ssd.py reads COCO with its reader's defaults, and validates with ``skip_empty=False``).
 
 Errors are :class:`DatasetError`; their messages name the command-line flags (``--dataset-root``,
 ``--splits``, ``--classes-file``, ``--image-dir``), which the tools that open datasets share.
@@ -23,8 +24,8 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-__all__ = ["KINDS", "DEFAULT_ROOTS", "TRAINING_SPLITS", "DatasetError", "parse_voc_splits", "parse_splits",
-           "expected_layout", "find_dataset_root", "open_dataset"]
+__all__ = ["KINDS", "DEFAULT_ROOTS", "TRAINING_SPLITS", "COCO_USE_CROWD", "DatasetError", "parse_voc_splits",
+           "parse_splits", "expected_layout", "find_dataset_root", "open_dataset"]
 
 KINDS = ("voc", "coco", "custom")
 _PURPOSES = ("train", "eval")
@@ -38,6 +39,12 @@ TRAINING_SPLITS = {
     "coco": {"train": ("instances_train2017",), "val": ("instances_val2017",)},
     "custom": {"train": ("train",), "val": ("val",)},
 }
+
+
+#: COCO crowd boxes in training and evaluation: kept, as GluonCV's train_ssd.py reads COCO (its COCODetection
+#: default), so they are training targets like any box; they carry the crowd flag in label column 5, which a VOC
+#: metric reads as difficult (ignored). The COCO metric scores against the JSON itself. The checker reads the same.
+COCO_USE_CROWD = True
 
 
 class DatasetError(ValueError):
@@ -193,8 +200,8 @@ def open_dataset(kind: str, root=None, splits=None, purpose: str = "eval", class
         if kind == "voc":
             return VOCDetection(found, splits=chosen, **strict)
         if kind == "coco":
-            return COCODetection(found, splits=chosen, skip_empty=purpose == "train", image_dir=image_dir,
-                                 **strict)
+            return COCODetection(found, splits=chosen, skip_empty=purpose == "train", use_crowd=COCO_USE_CROWD,
+                                 image_dir=image_dir, **strict)
         if found.lower().endswith(".json"):
             return CustomCOCODetection(found, image_dir or os.path.dirname(found), classes=classes,
                                        skip_empty=purpose == "train", **strict)

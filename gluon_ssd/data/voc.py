@@ -8,9 +8,11 @@ subtracts 1; ``difficult`` objects are kept, flagged in label column 5 (a missin
 Where we differ from GluonCV, on purpose:
 
 * An object whose class is not in ``classes`` is an error naming the XML and the name
-  (``unknown_classes='error'``, the default; raised whatever ``on_error`` says, since it means the
-  classes are set up wrong); ``'skip'`` ignores such objects silently (what GluonCV
-  always does), which is what you want when training on a subset of the classes.
+  (``unknown_classes='error'``, the default unless a subclass declares its own ``CLASSES``; raised
+  whatever ``on_error`` says, since it means the classes are set up wrong); ``'skip'`` ignores such
+  objects silently (what GluonCV always does, and the default for a ``VOCDetection`` subclass that
+  declares ``CLASSES`` as GluonCV's tutorial does), which is what you want when training on a subset
+  of the classes.
 * A box reaching outside the image is clipped to ``[0, W-1] x [0, H-1]``; a box that is empty after
   clipping (``x2 <= x1`` or ``y2 <= y1``, also inverted or fully outside boxes) is dropped. Both log a
   warning naming the XML. (GluonCV drops every box that is not inside the image.)
@@ -310,13 +312,13 @@ def class_index(classes: Sequence[str]) -> dict[str, int]:
 class _VOCLayout(DetectionDataset):
     """Shared construction of the VOC readers from (folder, image id) entries."""
 
-    def _build(self, entries, classes, unknown_classes, on_error, transform, image_ext):
+    def _build(self, entries, classes, unknown_classes, on_error, transform, image_ext, index=None):
         if unknown_classes not in _UNKNOWN:
             raise ValueError(f"unknown_classes must be one of {_UNKNOWN}, got {unknown_classes!r}")
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         classes = tuple(str(c).strip() for c in classes)
-        index = class_index(classes)
+        index = class_index(classes) if index is None else index
         paths, anns, xmls, ids = [], [], [], []
         self.dropped: list[tuple[str, str]] = []
         for folder, img_id in entries:
@@ -352,8 +354,54 @@ class _VOCLayout(DetectionDataset):
         )
 
 
+def declared_classes(dataset, base: type) -> tuple[str, ...]:
+    """The classes a GluonCV-style subclass of ``base`` declares for ``dataset``: its own ``classes`` property
+    where a subclass overrides it (GluonCV reads the classes through that property), else ``type(dataset).CLASSES``.
+
+    Raises
+    ------
+    ValueError
+        The declared classes are a string or empty.
+    """
+    declared = type(dataset).CLASSES
+    for klass in type(dataset).__mro__:
+        if klass is base:
+            break
+        if "classes" in vars(klass):
+            attr = vars(klass)["classes"]  # a property, or a plain class attribute
+            declared = attr.__get__(dataset, type(dataset)) if hasattr(attr, "__get__") else attr
+            break
+    if isinstance(declared, (str, bytes)) or not len(declared):
+        raise ValueError(
+            f"{type(dataset).__name__}.CLASSES must be a non-empty sequence of class names, got {declared!r}; "
+            "write e.g. CLASSES = ['person', 'dog']"
+        )
+    return tuple(str(c) for c in declared)
+
+
+def _index_map(classes: Sequence[str], index_map) -> dict[str, int]:
+    """{normalised name: label index} for ``classes``: their order, or GluonCV's ``index_map`` (name -> index)."""
+    in_order = class_index(classes)  # also refuses duplicate names
+    if index_map is None:
+        return in_order
+    if not isinstance(index_map, dict):
+        raise TypeError(f"index_map must be a dict of class name -> label index, got {type(index_map).__name__}")
+    given = {_normalise(k): v for k, v in index_map.items()}
+    missing = [c for c in classes if _normalise(c) not in given]
+    if missing:
+        raise ValueError(f"index_map {index_map} has no index for the classes {missing}; give every class of "
+                         f"{tuple(classes)} an index, or leave index_map out for their order")
+    out = {}
+    for c in classes:
+        value = given[_normalise(c)]
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise ValueError(f"index_map gives class {c!r} the index {value!r}; label indices are integers >= 0")
+        out[_normalise(c)] = int(value)
+    return out
+
+
 class VOCDetection(_VOCLayout):
-    """Pascal VOC detection data in the VOCdevkit layout.
+    """Pascal VOC detection data in the VOCdevkit layout; GluonCV's ``VOCDetection`` with its signature.
 
     Parameters
     ----------
@@ -362,31 +410,62 @@ class VOCDetection(_VOCLayout):
     splits : sequence of (year, name)
         ``(2007, 'test')`` reads ``root/VOC2007/ImageSets/Main/test.txt``. A string year is used as the
         folder name as is.
-    classes : sequence of str, optional
-        Class names in label order; default :data:`VOC_CLASSES`.
     transform : callable, optional
         ``transform(image, label)``.
-    unknown_classes : {'error', 'skip'}
-        Objects whose class is not in ``classes``: raise :class:`AnnotationError` naming the file and
-        class, or ignore them (pass 'skip' when ``classes`` is a subset).
-    on_error : {'skip', 'raise'}
-        Bad items: see the module docstrings.
+    index_map : dict, optional
+        GluonCV's option: class name -> label index (default: the position in the classes), e.g. to swap
+        the order of the labels. Every class must have an index.
+    preload_label : bool
+        GluonCV's option, accepted for its signature: the labels are always read at construction here
+        (vectorised, a fraction of a second for VOC07+12; GluonCV reads them lazily when False).
+    classes : sequence of str, optional, keyword-only
+        Class names in label order. Default: the class attribute ``CLASSES`` (:data:`VOC_CLASSES`) or
+        what a subclass declares, GluonCV's way (``class VOCLike(VOCDetection): CLASSES = ['person', 'dog']``,
+        or a ``classes`` property).
+    unknown_classes : {'error', 'skip'}, optional, keyword-only
+        Objects whose class is not among the classes: raise :class:`AnnotationError` naming the file and
+        class, or ignore them. Default: 'skip' when a subclass declares its classes (what GluonCV always
+        does, and what a subset of the VOC classes needs), 'error' otherwise.
+    on_error : {'skip', 'raise'}, keyword-only
+        Bad items: see the module docstring.
+
+    Notes
+    -----
+    Items are ``(image, label)``: image ``mx.nd.NDArray`` (H, W, 3) uint8 RGB (numpy without MXNet), label
+    (N, 6) float32 ``[x1, y1, x2, y2, class, difficult]`` (GluonCV: float64; an image without objects
+    gets (0, 6) where GluonCV gives an empty 1-D array). ``classes`` is a tuple (GluonCV returns
+    ``CLASSES`` as written). The other differences from GluonCV are in the module docstring.
 
     Examples
     --------
     >>> ds = VOCDetection('VOCdevkit', splits=((2007, 'test'),))   # doctest: +SKIP
     >>> image, label = ds[0]     # (H, W, 3) uint8 NDArray, (N, 6) float32
+    >>> class VOCLike(VOCDetection):   # GluonCV's custom-data tutorial, unchanged
+    ...     CLASSES = ['person', 'dog']
+    ...     def __init__(self, root, splits, transform=None, index_map=None, preload_label=True):
+    ...         super().__init__(root, splits, transform, index_map, preload_label)
     """
+
+    CLASSES = VOC_CLASSES
 
     def __init__(
         self,
         root: str = os.path.join("~", ".mxnet", "datasets", "voc"),
         splits: Sequence[tuple[int | str, str]] = ((2007, "trainval"), (2012, "trainval")),
-        classes: Sequence[str] | None = None,
         transform: Callable | None = None,
-        unknown_classes: str = "error",
+        index_map: dict | None = None,
+        preload_label: bool = True,
+        *,
+        classes: Sequence[str] | None = None,
+        unknown_classes: str | None = None,
         on_error: str = "skip",
     ):
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"transform must be callable, got {type(transform).__name__}; the third positional argument is "
+                "transform (GluonCV's order: root, splits, transform, index_map, preload_label): pass the "
+                "classes as classes=[...]"
+            )
         self.root = os.path.expanduser(os.fspath(root))
         if not os.path.isdir(self.root):
             raise FileNotFoundError(
@@ -395,6 +474,14 @@ class VOCDetection(_VOCLayout):
         if len(splits) == 2 and isinstance(splits[1], str) and not isinstance(splits[0], (tuple, list)):
             splits = (tuple(splits),)
         self.splits = tuple((year, name) for year, name in splits)
+        if classes is None:
+            classes = declared_classes(self, VOCDetection)
+            subclassed = classes != tuple(VOCDetection.CLASSES)
+        else:
+            subclassed = False
+        if unknown_classes is None:
+            unknown_classes = "skip" if subclassed else "error"
+        self.preload_label = bool(preload_label)
         entries = []
         for year, name in self.splits:
             folder = os.path.join(self.root, f"VOC{year}" if isinstance(year, int) else str(year))
@@ -402,11 +489,14 @@ class VOCDetection(_VOCLayout):
                 have = sorted(d for d in os.listdir(self.root) if os.path.isdir(os.path.join(self.root, d)))
                 raise FileNotFoundError(f"{folder} is not a folder; folders in {self.root}: {have}")
             entries += [(folder, i) for i in read_split(folder, name)]
-        self._build(entries, classes or VOC_CLASSES, unknown_classes, on_error, transform, ".jpg")
+        names = tuple(str(c).strip() for c in classes)
+        index = _index_map(names, index_map)
+        self.index_map = dict(zip(names, index.values())) if index_map is None else dict(index_map)
+        self._build(entries, names, unknown_classes, on_error, transform, ".jpg", index)
 
     def __repr__(self) -> str:
         split = ",".join(f"{y}{n}" for y, n in self.splits)
-        return f"VOCDetection({split}: {len(self)} images, {self.num_class} classes)"
+        return f"{type(self).__name__}({split}: {len(self)} images, {self.num_class} classes)"
 
 
 class CustomVOCDetection(_VOCLayout):

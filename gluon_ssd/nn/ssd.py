@@ -83,6 +83,38 @@ class SSD(nn.HybridBlock):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def initialize(self, init=None, ctx=None, verbose=False, force_reinit=False):
+        """Initialize the parameters that hold no data yet; keep the others, without a warning.
+
+        Parameters
+        ----------
+        init : mx.init.Initializer, default ``mx.init.Uniform()`` (mxnet's), for parameters without an
+            initializer of their own.
+        ctx : mx.Context or list of them, default the current context.
+        verbose : bool, as mxnet's: log which initializer each parameter gets.
+        force_reinit : bool, True to initialize every parameter again (mxnet's behaviour).
+
+        Notes
+        -----
+        Difference from mxnet: ``Block.initialize`` warns "already initialized, ignoring" once per such
+        parameter. :func:`gluon_ssd.model_zoo.get_model` returns a network initialized with GluonCV's training
+        initialization already, and GluonCV's scripts and tutorials call ``net.initialize()`` after
+        ``get_model`` (theirs leaves the layers outside the backbone uninitialized): here that call changes
+        nothing and says nothing.
+        """
+        init = mx.init.Uniform() if init is None else init
+        if force_reinit:
+            return super().initialize(init, ctx, verbose, force_reinit=True)
+        params = list(self.collect_params().values())
+        fresh = [p for p in params if p._data is None]
+        if verbose:
+            init.set_verbosity(verbose=verbose)
+        for param in fresh:
+            param.initialize(None, ctx, init)
+        log.debug("initialize(): %d parameters initialized, %d already initialized and kept", len(fresh),
+                  len(params) - len(fresh))
+        return None
+
     def set_nms(self, nms_thresh=0.45, nms_topk=400, post_nms=100):
         """Per-class NMS settings: IoU threshold (outside (0, 1) disables NMS and the cut), the number
         of candidates kept before NMS (-1: all) and of detections returned (-1: all)."""

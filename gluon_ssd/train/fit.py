@@ -8,6 +8,12 @@ What makes a run exact and resumable:
 ``--resume`` also takes a parameter file (GluonCV's ``.params`` or ours): its weights alone, at ``--start-epoch``,
 as GluonCV's train_ssd.py resumes; the optimizer state, the data order position and the best metric start fresh.
 Targets are computed for the whole batch on the training device (not in the data workers).
+
+As GluonCV's train_ssd.py: epoch ``e`` (0-based) validates when ``e % val_interval == 0`` or it is a saving epoch
+(``e % save_interval == 0``, which writes ``{prefix}_{e:04d}_{map:.4f}.params``; :mod:`.schedule`); the log's
+CrossEntropy and SmoothL1 are GluonCV's numbers: each batch's loss (summed over its images, divided by its
+positive anchors, the value that is backpropagated), averaged over the epoch's batches so far. metrics.jsonl
+keeps per-image values: the batch's loss divided by the batch size.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from ..data.batchify import batchify_detection
 from ..fileio import atomic_write
 from ..ndfile import LIST_MAGIC
 from . import checkpoint as ckpt
-from .schedule import learning_rate
+from .schedule import learning_rate, parse_decay_epochs, saves_params, validates
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +229,10 @@ class Trainer:
         self.rank, self.parts = 0, 1
         self.kv = None
         self.hvd = None
-        self.decay_epochs = tuple(int(e) for e in str(cfg.lr_decay_epoch).split(",") if e.strip())
+        try:
+            self.decay_epochs = parse_decay_epochs(cfg.lr_decay_epoch)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
         self._setup_distribution()
         self.prefix = cfg.save_prefix + cfg.model_name
         self.is_main = self.rank == 0
@@ -386,14 +395,17 @@ class Trainer:
         self.write_params(f"{self.prefix}_best.params")
 
     def _save_gluoncv_files(self, epoch, current_map):
+        """GluonCV's files after the validation of ``epoch``: ``_best.params`` and a line of ``_best_map.log`` when
+        the mAP beats the best so far and 0 (GluonCV starts its best at 0), ``_{epoch:04d}_{map:.4f}.params`` on
+        the saving epochs (:func:`gluon_ssd.train.schedule.saves_params`)."""
         if not self.is_main:
             return
-        if current_map > self.best_map:
+        if current_map > max(self.best_map, 0.0):
             self.best_map = current_map
             self.write_best(epoch, current_map)
             with open(self.prefix + "_best_map.log", "a") as f:
                 f.write(f"{epoch:04d}:\t{current_map:.4f}\n")
-        if self.cfg.save_interval and (epoch + 1) % self.cfg.save_interval == 0:
+        if saves_params(epoch, self.cfg.save_interval):
             self.write_params(f"{self.prefix}_{epoch:04d}_{current_map:.4f}.params")
 
     def _sync_initial_weights(self):
@@ -527,7 +539,11 @@ class Trainer:
         sampler.epoch, sampler.start_batch = epoch, self.batch_in_epoch
         if mx is not None:
             mx.random.seed(cfg.seed + epoch)
-        sums = np.zeros(3)
+        sums = np.zeros(3)  # per-batch loss sums (metrics.jsonl: per image)
+        # GluonCV's CrossEntropy / SmoothL1 meters (mx.metric.Loss fed the per-batch loss times the batch size):
+        # the batch's loss (sum over its images, divided by its positive anchors), averaged over the epoch's
+        # batches weighted by their size. Each worker holds its share of the global batch's loss: times parts.
+        meters = np.zeros(2)
         seen = 0
         tic = btic = time.time()
         bar = tqdm(loader, total=len(sampler), desc=f"epoch {epoch}", leave=False,
@@ -544,14 +560,15 @@ class Trainer:
                     f"iteration {self.batch_in_epoch} (global {self.iteration}); the last good checkpoint is "
                     f"{kept if os.path.exists(kept) else 'none yet'}. Lower --lr or add --warmup-epochs.")
             sums += (loss, cls_loss, box_loss)
+            meters += (n * self.parts * cls_loss, n * self.parts * box_loss)
             seen += n
             self.batch_in_epoch += 1
             self.iteration += 1
-            bar.set_postfix(ce=f"{cls_loss / n:.3f}", l1=f"{box_loss / n:.3f}", lr=f"{lr:.2e}")
+            bar.set_postfix(ce=f"{meters[0] / seen:.3f}", l1=f"{meters[1] / seen:.3f}", lr=f"{lr:.2e}")
             if cfg.log_interval and self.batch_in_epoch % cfg.log_interval == 0:
                 speed = cfg.log_interval * cfg.batch_size / max(time.time() - btic, 1e-9)
                 log.info("[Epoch %d][Batch %d], Speed: %.3f samples/sec, CrossEntropy=%.3f, SmoothL1=%.3f",
-                         epoch, self.batch_in_epoch - 1, speed, sums[1] / seen, sums[2] / seen)
+                         epoch, self.batch_in_epoch - 1, speed, meters[0] / seen, meters[1] / seen)
                 btic = time.time()
             self._record({"kind": "iteration", "epoch": epoch, "batch": self.batch_in_epoch - 1,
                           "iteration": self.iteration, "lr": lr, "loss": loss / n, "cls_loss": cls_loss / n,
@@ -568,12 +585,12 @@ class Trainer:
                  "loss": sums[0] / seen, "cls_loss": sums[1] / seen, "box_loss": sums[2] / seen,
                  "seconds": seconds, "samples_per_sec": seen * self.parts / max(seconds, 1e-9)}
         log.info("[Epoch %d] Training cost: %.3f, CrossEntropy=%.3f, SmoothL1=%.3f", epoch, seconds,
-                 entry["cls_loss"], entry["box_loss"])
+                 meters[0] / seen, meters[1] / seen)
         if stopped and self.batch_in_epoch < iters_per_epoch:
             self.save_checkpoint()
             return True
         self.epoch, self.batch_in_epoch = epoch + 1, 0
-        if self.val_data is not None and cfg.val_interval and (epoch + 1) % cfg.val_interval == 0:
+        if self.val_data is not None and validates(epoch, cfg.val_interval, cfg.save_interval):
             if self.is_main:
                 result = self._validate()
                 entry["map"] = float(result.map)

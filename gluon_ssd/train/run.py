@@ -13,6 +13,7 @@ from ..data.open import TRAINING_SPLITS
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
 from ..specs import MODEL_SPECS
 from .fit import TrainConfig, Trainer, TrainingError, _contexts, resume_kind
+from .schedule import parse_decay_epochs
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,67 @@ def build_network(cfg: TrainConfig, classes, ctx):
     return net
 
 
+def _check_amp_devices(ctx):
+    """MXNet's --amp is float16 on GPUs (its float16 convolutions have no CPU kernels): a TrainingError on CPUs."""
+    if all(c.device_type == "cpu" for c in ctx):
+        raise TrainingError("--amp (float16 mixed precision) needs GPUs; drop --amp on CPU")
+
+
+def start_amp(cfg: TrainConfig, ctx):
+    """``mxnet.contrib.amp.init()`` for ``--amp`` with ``--backend mxnet``, where GluonCV's train_ssd.py calls it:
+    before the network is built (AMP replaces mxnet's operators with casting ones, which the network's graph must
+    be built from) and before the Trainer's ``amp.init_trainer``. Other backends have their own mixed precision."""
+    if not cfg.amp or cfg.backend != "mxnet":
+        return
+    _check_amp_devices(ctx)
+    from mxnet.contrib import amp
+
+    amp.init()
+    log.info("--amp: mxnet.contrib.amp initialized (float16 on %s)", ", ".join(str(c) for c in ctx))
+
+
+def gluoncv_val_interval(cfg: TrainConfig) -> None:
+    """COCO's validation interval as GluonCV's train_ssd.py sets it (its DataLoader path): ``--val-interval 1``
+    (the default) becomes 10, because COCO's evaluation is slow. Logged; other values are kept."""
+    if cfg.dataset == "coco" and cfg.val_interval == 1:
+        cfg.val_interval = 10
+        log.warning("--dataset coco: validating every 10 epochs instead of every epoch, as GluonCV's train_ssd.py "
+                    "does for COCO (--val-interval 1 becomes 10); pass another --val-interval to choose")
+
+
+def architecture_note(cfg: TrainConfig) -> str | None:
+    """The warning for a --data-shape that is not the size of the architecture trained (and named), else None."""
+    spec = MODEL_SPECS[cfg.model_name]
+    if spec.base_size == cfg.data_shape:
+        return None
+    return (f"--network {cfg.network} --data-shape {cfg.data_shape}: there is no ssd_{cfg.data_shape}_{cfg.network} "
+            f"model, so this run trains the {spec.base_size} architecture ({cfg.model_name}: its layers and anchor "
+            f"sizes) at {cfg.data_shape}x{cfg.data_shape} and names its files {cfg.save_prefix}{cfg.model_name}_*; "
+            f"GluonCV's train_ssd.py refuses this combination (its get_model has no "
+            f"ssd_{cfg.data_shape}_{cfg.network}_{cfg.dataset})")
+
+
+def check_syncbn(cfg: TrainConfig, ctx) -> None:
+    """``--syncbn`` with MXNet: GluonCV passes SyncBatchNorm as the backbone's norm layer when there are several
+    devices. Here that is possible for no BatchNorm backbone (:func:`gluon_ssd.model_zoo.norm_layer_error`): a
+    TrainingError saying why; with one device or on VGG16 (no BatchNorm) it changes nothing, as in GluonCV."""
+    if not cfg.syncbn:
+        return
+    if len(ctx) < 2:
+        log.info("--syncbn: one device, nothing to synchronize (GluonCV uses SyncBatchNorm only with several)")
+        return
+    from ..model_zoo import norm_layer_error
+
+    reason = norm_layer_error(MODEL_SPECS[cfg.model_name].backbone)
+    if reason is None:
+        log.info("--syncbn: %s has no BatchNorm layer, nothing to synchronize", cfg.model_name)
+        return
+    raise TrainingError(
+        f"--syncbn with {len(ctx)} devices: {reason}. Train without --syncbn (each device then computes the BatchNorm "
+        f"statistics of its own share of every batch), or with --backend torch, whose --syncbn computes them over "
+        f"all torchrun processes")
+
+
 def prepare(cfg: TrainConfig):
     """Validate the configuration and build everything before any training work starts."""
     if cfg.dataset not in DATASETS:
@@ -169,7 +231,15 @@ def prepare(cfg: TrainConfig):
         raise TrainingError("--lr, --batch-size and --epochs must be positive")
     if cfg.lr_mode not in ("step", "cosine"):
         raise TrainingError(f"--lr-mode {cfg.lr_mode!r}: use step or cosine")
+    try:
+        parse_decay_epochs(cfg.lr_decay_epoch)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
     cfg.model_name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
+    note = architecture_note(cfg)
+    if note:
+        log.warning(note)
+    gluoncv_val_interval(cfg)
     cls = trainer_class(cfg.backend)
     if cfg.backend == "mxnet" and mx is None:
         raise TrainingError(missing_message("--backend mxnet"))
@@ -177,13 +247,11 @@ def prepare(cfg: TrainConfig):
         ctx = _contexts(cfg)
         if cfg.batch_size % len(ctx):
             raise TrainingError(f"--batch-size {cfg.batch_size} does not divide evenly over {len(ctx)} devices")
-        if cfg.amp and all(c.device_type == "cpu" for c in ctx):
-            raise TrainingError("--amp (float16 mixed precision) needs GPUs; drop --amp on CPU")
+        if cfg.amp:
+            _check_amp_devices(ctx)
         if cfg.amp_dtype not in ("", "fp16", "float16"):
             raise TrainingError(f"--amp-dtype {cfg.amp_dtype}: MXNet's --amp is float16 (bf16 is --backend torch)")
-        if cfg.syncbn and len(ctx) > 1 and cfg.network != "vgg16_atrous":
-            raise TrainingError("--syncbn is not supported with the mxnet.gluon.model_zoo backbones (their "
-                                "BatchNorms cannot be swapped); train without it (VGG16 has no BatchNorm at all)")
+        check_syncbn(cfg, ctx)
         if cfg.channels_last or cfg.compile:
             raise TrainingError("--channels-last and --compile are options of --backend torch")
     else:
@@ -204,6 +272,7 @@ def prepare(cfg: TrainConfig):
         if cfg.transfer and not os.path.isfile(cfg.transfer) and cfg.transfer not in MODEL_SPECS:
             raise TrainingError(f"--transfer {cfg.transfer}: neither a file nor a model name")
     else:
+        start_amp(cfg, ctx)
         mx.random.seed(cfg.seed)
         net = build_network(cfg, classes, ctx)
     folder = os.path.dirname(cfg.save_prefix + cfg.model_name)

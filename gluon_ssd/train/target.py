@@ -1,7 +1,10 @@
 """SSD training targets: match anchors to ground truth, then encode classes and box offsets.
 
 The matching reproduces GluonCV's SSD recipe (``CompositeMatcher([BipartiteMatcher(share_max=False),
-MaximumMatcher(iou_thresh)])`` followed by a sampler that makes every unmatched anchor a negative):
+MaximumMatcher(iou_thresh)])``), followed by GluonCV's samplers: every unmatched anchor a negative
+(``negative_mining_ratio <= 0``: :func:`batch_targets`, what the trainers use, whose loss mines the hard
+negatives), or hard negatives mined from the class predictions (:func:`mine_hard_negatives`, the default of
+:class:`SSDTargetGenerator`, as GluonCV's):
 
 1. Greedy bipartite matching: repeatedly take the (anchor, ground truth) pair with the highest IoU
    among the anchors and ground truths not matched yet, until that IoU is not above 1e-12. Equal IoUs
@@ -26,8 +29,9 @@ matching rounds for step 1. Two facts keep step 1 small:
 One deliberate difference from GluonCV: a ground truth whose best IoU with every anchor is zero
 (padding rows of -1, or a box of zero area) is never matched. GluonCV matches such rows through step
 2 and then writes ``-inf`` box targets with a mask of 1 (an image without objects gets them for
-every anchor), which turn the loss into NaN. Here those anchors are plain negatives with zero box
-targets and zero masks; their class targets (0) are the same as GluonCV's for -1 padding.
+every anchor), which turn the loss into NaN. Here those anchors are unmatched (negatives, or ignored when
+hard negatives are mined and they are not) with zero box targets and zero masks; without mining their class
+targets (0) are the same as GluonCV's for -1 padding.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ __all__ = [
     "batch_targets",
     "center_to_corner",
     "match_anchors",
+    "mine_hard_negatives",
 ]
 
 logger = logging.getLogger(__name__)
@@ -224,10 +229,11 @@ def match_anchors(ious, iou_thresh=0.5):
     return nd.where(bipartite >= 0, bipartite, second)
 
 
-def _targets(anchors, gt_boxes, gt_ids, iou_thresh, stds):
+def _targets(anchors, gt_boxes, gt_ids, iou_thresh, stds, with_max_iou=False):
     """Shared body of :class:`SSDTargetGenerator` and :func:`batch_targets`.
 
-    Returns (cls_targets (B, N), box_targets (B, N, 4), positive (B, N)).
+    Returns (cls_targets (B, N), box_targets (B, N, 4), positive (B, N)), and with ``with_max_iou`` also
+    the (B, N) largest IoU of each anchor with any ground truth (0 without ground truths).
     """
     corners = center_to_corner(anchors.reshape((-1, 4)))  # (N, 4)
     batch, num_gt = gt_boxes.shape[0], gt_boxes.shape[1]
@@ -235,7 +241,8 @@ def _targets(anchors, gt_boxes, gt_ids, iou_thresh, stds):
     ctx = anchors.context
     if num_gt == 0:
         zeros = nd.zeros((batch, num_anchors), ctx=ctx)
-        return zeros, nd.zeros((batch, num_anchors, 4), ctx=ctx), zeros.copy()
+        out = zeros, nd.zeros((batch, num_anchors, 4), ctx=ctx), zeros.copy()
+        return (*out, zeros.copy()) if with_max_iou else out
     # IoU is symmetric bit for bit (the two areas are only added), so (B, M, N) needs no transpose.
     ious = nd.contrib.box_iou(gt_boxes, corners)
     matches = match_anchors(ious, iou_thresh)
@@ -256,21 +263,80 @@ def _targets(anchors, gt_boxes, gt_ids, iou_thresh, stds):
     cls_targets = nd.where(positive, ids + 1, zeros)
     # Stacking in front then transposing is far faster than stacking on the last axis in MXNet.
     box_targets = nd.transpose(nd.stack(*[nd.where(positive, c, zeros) for c in codes]), (1, 2, 0))
+    if with_max_iou:
+        return cls_targets, box_targets, positive, nd.max(ious, axis=1)
     return cls_targets, box_targets, positive
 
 
+def mine_hard_negatives(positive, cls_preds, max_iou, ratio, neg_thresh=0.5, min_samples=0):
+    """GluonCV's ``OHEMSampler``: the hardest negatives by background loss, ``ratio`` per positive anchor.
+
+    Parameters
+    ----------
+    positive : NDArray, (B, N) 1 for anchors matched to a ground truth, else 0.
+    cls_preds : NDArray, (B, N, C+1) class logits, background at 0 (the network's first training output).
+    max_iou : NDArray, (B, N) each anchor's largest IoU with any ground truth.
+    ratio : float > 0, negatives per positive.
+    neg_thresh : float, anchors whose largest IoU reaches this are never mined (they may be unmatched
+        neighbours of an object).
+    min_samples : int, negatives mined per image even without positives.
+
+    Returns
+    -------
+    NDArray, (B, N) float32 samples: 1 positive, -1 mined negative, 0 ignored.
+
+    Notes
+    -----
+    Per image, ``min(max(min_samples, ratio * P), N - P)`` negatives (P positives; the product truncated to
+    an integer) are taken in the order of ``argsort(score, descending)``, where score is the background
+    cross-entropy of the unmatched anchors below ``neg_thresh`` and -1 for the others: the same float32
+    operations and the same sort as GluonCV, so the same anchors are chosen. As in GluonCV, when an image has
+    fewer eligible negatives than that count the cut goes on into the anchors scored -1, and a positive taken
+    there becomes a negative. The cut is applied with array operations instead of GluonCV's loop over images
+    on the CPU.
+    """
+    batch, num_anchors = positive.shape
+    ctx = positive.context
+    num_positive = nd.sum(positive, axis=1)
+    quota = nd.minimum(nd.maximum(min_samples, ratio * num_positive), num_anchors - num_positive)
+    quota = nd.floor(quota).reshape((batch, 1))  # GluonCV: numpy .astype(int32) of a non-negative value
+    logits = cls_preds
+    foreground = nd.slice_axis(logits, axis=2, begin=1, end=None)
+    background = nd.slice_axis(logits, axis=2, begin=0, end=1).reshape((0, -1))
+    maxval = foreground.max(axis=2)
+    esum = nd.exp(nd.broadcast_sub(logits, maxval.reshape((0, 0, 1)))).sum(axis=2)
+    score = -nd.log(nd.exp(background - maxval) / esum)
+    mask = nd.ones_like(score) * -1
+    score = nd.where(positive > 0, mask, score)
+    score = nd.where(max_iou.astype(score.dtype) < neg_thresh, score, mask)
+    order = nd.argsort(score, axis=1, is_ascend=False)  # (B, N) anchors, hardest first
+    rank = nd.arange(num_anchors, ctx=ctx).reshape((1, -1))
+    in_quota = nd.broadcast_lesser(rank, quota.astype(rank.dtype))
+    # Scatter the per-rank flags back to the anchors they rank (inverse of the permutation).
+    batch_index = nd.broadcast_like(nd.arange(batch, ctx=ctx).reshape((batch, 1)), order)
+    mined = nd.scatter_nd(in_quota.reshape((-1,)), nd.stack(batch_index, order.astype(rank.dtype)).reshape((2, -1)),
+                          shape=(batch, num_anchors))
+    return nd.where(mined > 0, -nd.ones_like(mined), positive.astype(mined.dtype))
+
+
 class SSDTargetGenerator(gluon.Block):
-    """Training targets of SSD, equal to GluonCV's ``SSDTargetGenerator(negative_mining_ratio=-1)``.
+    """Training targets of SSD, equal to GluonCV's ``gluoncv.model_zoo.ssd.target.SSDTargetGenerator``.
 
     Parameters
     ----------
     iou_thresh : float
         IoU at or above which an anchor is matched to its best ground truth. Default 0.5.
+    neg_thresh : float
+        With ``negative_mining_ratio > 0``: anchors whose largest IoU with a ground truth reaches this are
+        never mined as negatives. Default 0.5.
+    negative_mining_ratio : float
+        Default 3, GluonCV's: hard negatives are mined here, ``ratio`` per positive, from the class
+        predictions passed to the call (:func:`mine_hard_negatives`); the anchors not chosen get the class
+        target -1 (ignored). A value <= 0 makes every unmatched anchor a negative (class target 0), the
+        setting of GluonCV's train_ssd.py and of gluon_ssd's trainer, whose loss
+        (:class:`gluon_ssd.train.SSDMultiBoxLoss`) mines the negatives.
     stds : 4 floats
         Box offsets are divided by these. Default (0.1, 0.1, 0.2, 0.2).
-    negative_mining_ratio : float
-        Must be <= 0: every unmatched anchor is a negative here, and hard negatives are chosen by
-        :class:`gluon_ssd.train.SSDMultiBoxLoss`.
 
     Notes
     -----
@@ -278,23 +344,28 @@ class SSDTargetGenerator(gluon.Block):
 
     - anchors : NDArray, (1, N, 4) or (N, 4), (cx, cy, w, h) in input pixels (the network's third
       output in training mode).
-    - cls_preds : ignored, kept for GluonCV's call signature.
+    - cls_preds : NDArray, (B, N, C+1) class logits (the network's first training output); used only with
+      ``negative_mining_ratio > 0`` (None is accepted otherwise).
     - gt_boxes : NDArray, (B, M, 4) corner format in input pixels; rows of -1 are padding.
     - gt_ids : NDArray, (B, M, 1) class ids (0-based, background excluded); -1 for padding.
-    - cls_targets : (B, N) float32, 0 for background, class id + 1 for matched anchors.
-    - box_targets : (B, N, 4) float32, encoded offsets; 0 for unmatched anchors.
+    - cls_targets : (B, N) float32, class id + 1 for matched anchors, 0 for negatives, and with mining -1
+      for the anchors neither matched nor mined.
+    - box_targets : (B, N, 4) float32, encoded offsets; 0 for the other anchors.
     - box_masks : (B, N, 4) float32, 1 for matched anchors.
+
+    Difference from GluonCV: ground-truth rows whose best IoU with every anchor is 0 (padding, empty
+    boxes) are never matched (see the module docstring), so padded batches give finite targets; on
+    real rows the outputs are GluonCV's.
     """
 
-    def __init__(self, iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1, **kwargs):
+    def __init__(self, iou_thresh=0.5, neg_thresh=0.5, negative_mining_ratio=3, stds=(0.1, 0.1, 0.2, 0.2),
+                 **kwargs):
         super().__init__(**kwargs)
-        if negative_mining_ratio > 0:
-            raise ValueError(
-                f"negative_mining_ratio={negative_mining_ratio}: hard negatives are mined by "
-                "SSDMultiBoxLoss, not by the target generator; pass negative_mining_ratio=-1")
         if len(stds) != 4:
             raise ValueError(f"stds must have 4 values, got {stds!r}")
         self._iou_thresh = float(iou_thresh)
+        self._neg_thresh = float(neg_thresh)
+        self._negative_mining_ratio = float(negative_mining_ratio)
         self._stds = tuple(float(s) for s in stds)
 
     def forward(self, anchors, cls_preds, gt_boxes, gt_ids):
@@ -302,9 +373,28 @@ class SSDTargetGenerator(gluon.Block):
             raise ValueError(f"gt_boxes must be (B, M, 4), got shape {gt_boxes.shape}")
         if gt_ids.shape[:2] != gt_boxes.shape[:2]:
             raise ValueError(f"gt_ids must be (B, M, 1) like gt_boxes {gt_boxes.shape}, got {gt_ids.shape}")
-        cls_targets, box_targets, positive = _targets(anchors, gt_boxes, gt_ids, self._iou_thresh,
-                                                      self._stds)
-        box_masks = nd.broadcast_to(positive.expand_dims(2), box_targets.shape)
+        mining = self._negative_mining_ratio > 0
+        if not mining:
+            cls_targets, box_targets, positive = _targets(anchors, gt_boxes, gt_ids, self._iou_thresh, self._stds)
+            box_masks = nd.broadcast_to(positive.expand_dims(2), box_targets.shape)
+            return cls_targets, box_targets, box_masks
+        num_anchors = anchors.size // 4
+        expected = (gt_boxes.shape[0], num_anchors)
+        if cls_preds is None or cls_preds.ndim != 3 or tuple(cls_preds.shape[:2]) != expected:
+            got = "None" if cls_preds is None else f"shape {cls_preds.shape}"
+            raise ValueError(
+                f"cls_preds: with negative_mining_ratio={self._negative_mining_ratio:g} the generator mines hard "
+                f"negatives from the class predictions, (B, N, C+1) = ({expected[0]}, {expected[1]}, C+1) here; "
+                f"got {got}. Pass the network's class predictions, or build it with negative_mining_ratio=-1 "
+                "to make every unmatched anchor a negative")
+        cls_targets, box_targets, positive, max_iou = _targets(anchors, gt_boxes, gt_ids, self._iou_thresh,
+                                                               self._stds, with_max_iou=True)
+        samples = mine_hard_negatives(positive, cls_preds, max_iou, self._negative_mining_ratio, self._neg_thresh)
+        keep = samples > 0.5
+        cls_targets = nd.where(keep, cls_targets, -nd.ones_like(cls_targets))
+        cls_targets = nd.where(samples < -0.5, nd.zeros_like(cls_targets), cls_targets)
+        box_masks = nd.broadcast_to(keep.expand_dims(2), box_targets.shape)
+        box_targets = nd.where(box_masks, box_targets, nd.zeros_like(box_targets))
         return cls_targets, box_targets, box_masks
 
 
@@ -312,8 +402,9 @@ def batch_targets(anchors, labels, iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2)):
     """Targets for a whole batch at once, on the device of ``anchors`` (the training device).
 
     This lets target generation leave the data-loading workers: they return padded labels, and the
-    training loop calls this where the network runs. The result equals :class:`SSDTargetGenerator`
-    applied to each image alone.
+    training loop calls this where the network runs. The result equals
+    ``SSDTargetGenerator(negative_mining_ratio=-1)`` applied to each image alone (every unmatched anchor a
+    negative: the loss mines the hard ones).
 
     Parameters
     ----------

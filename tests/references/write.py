@@ -55,7 +55,8 @@ VOC_ROOT = "voc_sample/VOCdevkit"
 VOC_SPLITS = ((2007, "test"), (2012, "test"))
 COCO_ROOT = "coco_sample/tinycoco"
 COCO_SPLITS = ("instances_train2017", "instances_val2017")
-# gluoncv's defaults (use_crowd=True) and gluon_ssd's today (use_crowd=False); skip_empty is gluoncv's default.
+# gluoncv's defaults (use_crowd=True, which gluon_ssd's training and evaluation use too) and use_crowd=False
+# (gluon_ssd's custom COCO-format data); skip_empty is gluoncv's default.
 COCO_SETTINGS = {"default": {}, "no_crowd": {"use_crowd": False}}
 # (e) validation resize: each of MXNet's interp=9 choices (area shrinking both sides, bicubic growing both,
 # bilinear otherwise) on real photos; the two 300 x 300 ones are the photos of (a) at its size.

@@ -1,5 +1,10 @@
 """SSD presets: the validation/demo preprocessing and the training augmentation of GluonCV.
 
+These are the versions our training and evaluation use: the validation transform and ``load_test`` /
+``transform_test`` return NDArray image tensors, the training transform numpy arrays (faster to batch).
+GluonCV's spelling, ``gluon_ssd.data.transforms.presets.ssd`` (:mod:`.presets.ssd`), wraps these same
+functions with GluonCV's return types (NDArrays where GluonCV returns them).
+
 Images are HWC RGB (numpy uint8 or ``mx.nd.NDArray``); labels are numpy (N, 5+) rows
 ``[x1, y1, x2, y2, class, (difficult, ...)]`` in pixels, N may be 0.
 
@@ -34,9 +39,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .._mxnet import is_ndarray, mx
-from ..specs import IMAGENET_MEAN, IMAGENET_STD
-from .image import (
+from ..._mxnet import is_ndarray, mx
+from ...specs import IMAGENET_MEAN, IMAGENET_STD
+from ..image import (
     as_image,
     auto_interp,
     color_distort_matrix,
@@ -47,6 +52,7 @@ from .image import (
 )
 
 __all__ = [
+    "presets",
     "SSDDefaultTrainTransform",
     "SSDDefaultValTransform",
     "bbox_iou",
@@ -341,7 +347,7 @@ def load_test(filenames, short: int = 512, max_size: int = 1024, mean=MEAN, std=
         if not os.path.isfile(name):
             raise FileNotFoundError(f"image file not found: {name}")
         if mx is None:
-            from .custom import read_image
+            from ..custom import read_image
 
             imgs.append(read_image(os.fspath(name)))
         else:
@@ -379,7 +385,8 @@ class SSDDefaultTrainTransform:
     (N, 5+) numpy and optionally the ``np.random.Generator`` to draw from (instead of the transform's
     own stream, e.g. one seeded per sample). Returns ``(image, label)``: image (3, height, width)
     float32 and label (M, 5+) float32 (M <= N, boxes in output pixels), or with anchors ``(image,
-    cls_targets (N,), box_targets (N, 4))``. All are numpy arrays (GluonCV returns NDArrays): every
+    cls_targets (N,), box_targets (N, 4))``. All are numpy arrays (GluonCV returns NDArrays, and so does
+    :class:`gluon_ssd.data.transforms.presets.ssd.SSDDefaultTrainTransform`, the same numbers): every
     batchify (GluonCV's ``Stack``, MXNet's default, :func:`gluon_ssd.data.batchify.batchify_detection`)
     accepts them, and stacking numpy arrays is several times faster than ``mx.nd.stack`` on CPU.
     """
@@ -441,9 +448,12 @@ class SSDDefaultTrainTransform:
         boxes = boxes.astype(np.float32)
         if self._anchors is None:
             return image, boxes
-        from ..train.target import batch_targets
+        from ...train.target import batch_targets
 
         padded = np.full((1, max(len(boxes), 1), max(boxes.shape[1], 5)), -1, dtype=np.float32)
         padded[0, :len(boxes), :boxes.shape[1]] = boxes
         cls_targets, box_targets = batch_targets(self._anchors, padded, self._iou_thresh, self._box_norm)
         return image, cls_targets[0].asnumpy(), box_targets[0].asnumpy()
+
+
+from . import presets  # noqa: E402  (GluonCV's path; it imports the names above)

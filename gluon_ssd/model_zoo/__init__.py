@@ -1,6 +1,8 @@
 """The SSD model zoo: one table of specs, ``get_model`` and ``list_models``.
 
-Every model of GluonCV 0.10.5's SSD zoo is a row here; adding a model is adding a row.
+Every model of GluonCV 0.10.5's SSD zoo is a row here; adding a model is adding a row. GluonCV's dotted paths
+of the training parts live below: ``gluon_ssd.model_zoo.ssd.target.SSDTargetGenerator`` (GluonCV's
+``gluoncv.model_zoo.ssd.target``) and ``gluon_ssd.loss.SSDMultiBoxLoss`` (``gluoncv.loss``).
 """
 from __future__ import annotations
 
@@ -11,14 +13,30 @@ from functools import partial
 
 import mxnet as mx
 
-from .classes import DATASET_CLASSES
-from .nn.features import backbone_features
-from .nn.resnetv1b import resnet34_v1b_features
-from .nn.ssd import SSD
-from .nn.vgg import VGGAtrousExtractor
-from .specs import MODEL_SPECS, SSDSpec, get_spec, list_models  # noqa: F401  (re-exported: the zoo table)
+from ..classes import DATASET_CLASSES
+from ..nn.features import backbone_features
+from ..nn.resnetv1b import resnet34_v1b_features
+from ..nn.ssd import SSD
+from ..nn.vgg import VGGAtrousExtractor
+from ..specs import MODEL_SPECS, SSDSpec, get_spec, list_models  # noqa: F401  (re-exported: the zoo table)
 
 log = logging.getLogger(__name__)
+
+
+def norm_layer_error(backbone: str) -> str | None:
+    """Why a normalization layer other than BatchNorm (GluonCV's ``norm_layer=SyncBatchNorm``) cannot be put in
+    ``backbone``; None for VGG16, which has no normalization layer to replace."""
+    if backbone == "vgg16_atrous":
+        return None
+    if backbone == "resnet34_v1b":
+        where = "gluon_ssd.nn.resnetv1b builds its BatchNorm layers as mxnet.gluon.nn.BatchNorm"
+    else:
+        where = (f"the {backbone.replace('_lite', '')} backbone comes from mxnet.gluon.model_zoo.vision, whose "
+                 f"ResNet and MobileNet blocks create mxnet.gluon.nn.BatchNorm themselves and take no norm_layer "
+                 f"argument in MXNet {mx.__version__}")
+    return (f"{where} (GluonCV passes SyncBatchNorm to backbones of its own that take one), so SyncBatchNorm cannot "
+            f"be put in")
+
 
 def _features_fn(spec: SSDSpec, base_holder: list):
     if spec.backbone == "vgg16_atrous":
@@ -55,8 +73,20 @@ def build_ssd(name: str, classes=None, **kwargs) -> SSD:
     return net
 
 
+def _check_norm_layer(name, spec, norm_layer, norm_kwargs):
+    """GluonCV's ``norm_layer`` / ``norm_kwargs`` arguments: BatchNorm as built, or a ValueError saying why not."""
+    if (norm_layer is None or norm_layer is mx.gluon.nn.BatchNorm) and not norm_kwargs:
+        return
+    reason = norm_layer_error(spec.backbone)
+    if reason is None:
+        return  # VGG16: no normalization layer, as in GluonCV, where these arguments change nothing
+    what = getattr(norm_layer, "__name__", repr(norm_layer)) if norm_layer is not None else "BatchNorm"
+    raise ValueError(f"get_model({name!r}, norm_layer={what}, norm_kwargs={norm_kwargs!r}): {reason}. Build it "
+                     f"without norm_layer/norm_kwargs (BatchNorm with GluonCV's settings)")
+
+
 def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, ctx=None, root=None,
-              transfer=None, **kwargs) -> SSD:
+              transfer=None, norm_layer=None, norm_kwargs=None, **kwargs) -> SSD:
     """An SSD from the zoo, GluonCV's API.
 
     Parameters
@@ -73,21 +103,36 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
     ctx : mx.Context or list of them (default cpu).
     root : model store folder (default $MXNET_HOME/models, else ~/.mxnet/models).
     transfer : for '*_custom' models: 'voc' or 'coco' to start from that pretrained model.
+    norm_layer, norm_kwargs : GluonCV's arguments, accepted as its train_ssd.py passes them:
+        ``mxnet.gluon.nn.BatchNorm`` (or None) without keyword arguments. Another layer (SyncBatchNorm) is
+        refused with the reason (:func:`norm_layer_error`), except on VGG16, which has no normalization.
     **kwargs : nms_thresh, nms_topk, post_nms, stds.
 
     Returns
     -------
     An initialized :class:`gluon_ssd.nn.SSD` (an int8 ``SymbolBlock`` for the int8 names).
+
+    Notes
+    -----
+    Difference from GluonCV: without ``pretrained``, GluonCV returns a network whose parameters outside
+    the backbone are not initialized yet, and its scripts and tutorials call ``net.initialize()``. Here they
+    are initialized already, with what that call gives in GluonCV's training (each layer's own initializer:
+    Xavier for the heads and extra layers, GluonCV's BatchNorm defaults), except that the extra layers'
+    BatchNorm statistics start at mean 0 and variance 1 instead of mxnet's default U(-0.07, 0.07) draw (a
+    negative variance gives NaN before training). So the network saves, exports, converts and predicts
+    right away, and ``net.initialize()`` after it changes nothing and warns about nothing
+    (:meth:`gluon_ssd.nn.SSD.initialize`; ``force_reinit=True`` draws every parameter again).
     """
-    from . import model_store, params
+    from .. import model_store, params
 
     if name.endswith("_int8"):
-        from .quantization import get_int8_model
+        from ..quantization import get_int8_model
 
         return get_int8_model(name, pretrained=pretrained, root=root, ctx=ctx, **kwargs)
     ctx = ctx or mx.cpu()
     ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     spec = get_spec(name)
+    _check_norm_layer(name, spec, norm_layer, norm_kwargs)
     if transfer is not None:
         if spec.dataset != "custom":
             raise ValueError(f"transfer={transfer!r} applies to *_custom models, not {name}")
@@ -117,3 +162,6 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
         params.load_backbone_parameters(net, path, ctx=ctx_list)
     params.initialize_missing(net, ctx_list)
     return net
+
+
+from . import ssd  # noqa: E402,F401  (GluonCV's `model_zoo.ssd.target` path, an attribute as in GluonCV)
