@@ -1,6 +1,7 @@
 """The quickstart end to end at reduced size, as a new user runs it (a subprocess)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,9 +15,14 @@ def test_installed_package_runs_the_quickstart_from_any_folder(tmp_path):
     """``pip install .`` (into a folder of its own), then the quickstart at reduced size from an unrelated
     folder, with nothing of the checkout on the path: the package and its console scripts are all it needs. On
     the PyTorch stack (no MXNet) it runs every step on the twin."""
+    # Built from a copy: setuptools builds in the source tree (build/, *.egg-info), which `make test` may be doing
+    # for the other stack's venv at the same time.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "runs", "build", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache", ".ruff_cache"))
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--target", str(site), str(ROOT)], capture_output=True, text=True, timeout=600)
+                          "--target", str(site), str(source)], capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     assert (site / "gluon_ssd" / "cli" / "eval.py").is_file() and (site / "convert" / "lowp.py").is_file()
     assert (site / "convert" / "cpu_kernels.c").is_file()  # package data: the fused CPU BatchNorm's source
