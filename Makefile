@@ -59,7 +59,8 @@ $(TORCH_VENV)/.runtime: requirements-torch.txt pyproject.toml
 	touch $@
 
 $(TORCH_VENV)/.test: requirements-torch-test.txt $(TORCH_VENV)/.runtime
-	$(TPY) -m pip install -q -r requirements-torch-test.txt
+	if [ "$(call stack_of,$(PYTHON_TORCH))" = torch ]; then $(TPY) -m pip install -q -r requirements-torch-test.txt; \
+	else $(TPY) -m pip install -q pytest faster-coco-eval; fi
 	touch $@
 
 setup: $(VENV)/.runtime
