@@ -149,7 +149,8 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     mx = require("--backend mxnet")
     from .classes import DATASET_CLASSES
     from .model_zoo import get_model, get_spec
-    from .quantization import INT8_MODELS, get_int8_model
+    from .quantization import get_int8_model
+    from .specs import INT8_MODELS
 
     if network in INT8_MODELS:  # GluonCV's int8 graphs: NMS baked in, the float32 model's classes
         if classes is not None:

@@ -179,12 +179,13 @@ def parse_classes(value, flag: str = "--classes", root: str | None = None, names
 # ---------------------------------------------------------------------------------------------- models
 def resolve_backend(args, mxnet_only: tuple[str, ...] = ()) -> str:
     """``args.backend``, or when it was not given (None): mxnet where MXNet is installed or where one of the
-    ``mxnet_only`` flags (argparse names) is set, so that its message says what it needs; else torch."""
+    ``mxnet_only`` flags (argparse names) is set; else torch. Where MXNet is not installed, the MXNet backend (named
+    or implied by such a flag) is refused here, before any work, with what needs it."""
     from gluon_ssd._mxnet import HAVE_MXNET, default_backend, missing_message
 
     wanted = [name for name in mxnet_only if getattr(args, name, None)]
-    if wanted and not HAVE_MXNET and args.backend in (None, "mxnet"):
-        raise UsageError(missing_message(f"--{wanted[0].replace('_', '-')}"))
+    if not HAVE_MXNET and args.backend in (None, "mxnet") and (wanted or args.backend == "mxnet"):
+        raise UsageError(missing_message(f"--{wanted[0].replace('_', '-')}" if wanted else "--backend mxnet"))
     if args.backend is None:
         args.backend = "mxnet" if wanted else default_backend()
         if args.backend == "torch":
@@ -200,11 +201,6 @@ def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> di
     backends = predict.BACKENDS if backend in predict.BACKENDS else predict.available_backends()
     if backend not in backends:
         raise UsageError(predict.unknown_backend_message(backend))
-    if backend == "mxnet":
-        from gluon_ssd._mxnet import missing_message, mx
-
-        if mx is None:
-            raise UsageError(missing_message("--backend mxnet"))
     try:
         return predict.backend_options(backend, device, dtype, mxnet_gpus_flag=gpus_flag)
     except ValueError as err:
@@ -222,10 +218,6 @@ def load_model(backend: str, network: str, mismatch_hint: str = "", **kwargs):
     except ModelStoreError as err:
         raise UsageError(f"{err} (or pass a local file: --pretrained PATH)") from None
     except ImportError as err:
-        from gluon_ssd._mxnet import MXNetMissing
-
-        if isinstance(err, MXNetMissing):
-            raise UsageError(str(err)) from None
         raise UsageError(f"--backend {backend} cannot run here: {err}") from None
     except (ValueError, FileNotFoundError) as err:
         hint = mismatch_hint if mismatch_hint and "shape mismatch" in str(err) else ""

@@ -54,11 +54,9 @@ def numpy123_argsort(values: np.ndarray) -> np.ndarray:
     n = values.size
     if n < 2 or np.unique(values).size == n:
         return np.argsort(values, kind="stable")  # distinct values: every sort agrees
-    v = [float("inf") if x != x else float(x) for x in values.tolist()]  # NaN last; no NaN ties with inf here
-    nans = [i for i, x in enumerate(values.tolist()) if x != x]
-    if nans:  # numpy puts NaNs after inf: rank them by a key above every finite and infinite value
-        big = [1.0 if x != x else 0.0 for x in values.tolist()]
-        v = list(zip(big, v))
+    v = values.tolist()
+    if any(x != x for x in v):  # numpy puts NaNs last, after inf, all equal: a key above every number
+        v = [(1.0, 0.0) if x != x else (0.0, x) for x in v]
     idx = list(range(n))
     stack = []
     left, right = 0, n - 1

@@ -171,10 +171,10 @@ def _check_amp_devices(ctx):
 def start_amp(cfg: TrainConfig, ctx):
     """``mxnet.contrib.amp.init()`` for ``--amp`` with ``--backend mxnet``, where GluonCV's train_ssd.py calls it:
     before the network is built (AMP replaces mxnet's operators with casting ones, which the network's graph must
-    be built from) and before the Trainer's ``amp.init_trainer``. Other backends have their own mixed precision."""
+    be built from) and before the Trainer's ``amp.init_trainer``. Other backends have their own mixed precision.
+    :func:`prepare` has checked the devices (:func:`_check_amp_devices`) before it calls this."""
     if not cfg.amp or cfg.backend != "mxnet":
         return
-    _check_amp_devices(ctx)
     from mxnet.contrib import amp
 
     amp.init()
