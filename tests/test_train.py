@@ -75,9 +75,11 @@ from gluon_ssd import get_model
 from gluon_ssd.train import checkpoint as ckpt
 net = get_model('ssd_300_mobilenet0.25_voc', pretrained_base=False)
 trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+w = list(net.collect_params('.*mobilenet0_conv0_weight').values())[0]
 i = 0
 print('ready', flush=True)
 while True:
+    w.set_data(mx.nd.full(w.shape, i))  # each write's weights name its epoch: a torn file cannot agree with both
     ckpt.save_checkpoint(sys.argv[1], net, trainer, {'epoch': i, 'batch_in_epoch': 0})
     i += 1
 """
@@ -97,7 +99,8 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = ckpt.load_checkpoint(path)  # complete and readable
-    assert state.meta["epoch"] >= 0 and "features.mobilenet0_conv0_weight" in state.params
+    weight = state.params["features.mobilenet0_conv0_weight"].asnumpy()
+    np.testing.assert_array_equal(weight, np.full(weight.shape, state.meta["epoch"], np.float32))
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     assert len(leftovers) <= 1  # at most the half-written temp file of the killed write, never the target
 
