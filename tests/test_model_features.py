@@ -101,9 +101,10 @@ def test_reset_class_and_set_nms_match_gluoncv(gcv, reference):
         net.reset_class(["person", "dog"], reuse_weights={"person": "person", 1: "dog"})
         net.set_nms(nms_thresh=2)  # outside (0, 1): no NMS, no cut
     out = ours(x)
-    # No NMS and no cut: one detection per anchor and class. 1917 anchors at 300 for MobileNet: 19x19 cells of 3
-    # anchors + (10x10 + 5x5 + 3x3 + 2x2 + 1x1) cells of 6 = 1083 + 834.
-    assert out[0].shape[1] == 2 * 1917
+    # No NMS and no cut: one detection per anchor and class. GluonCV's ssd_300_mobilenet0.25 has ratios
+    # [1, 2, .5] on its first and last two maps (4 anchors a cell) and [1, 2, .5, 3, 1/3] on the middle three
+    # (6): 19x19x4 + (10x10 + 5x5 + 3x3)x6 + (2x2 + 1x1)x4 = 1444 + 804 + 20 = 2268 anchors, two classes.
+    assert out[0].shape[1] == 2 * 2268
     _equal(theirs(x), out)
 
 
