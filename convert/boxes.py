@@ -1,8 +1,8 @@
 """Box facts in torch, the twin of :mod:`gluon_ssd.boxes` (same names, same arithmetic in the same order):
 corner <-> center, the SSD offset coder, IoU as MXNet's ``contrib.box_iou`` and as ``contrib.box_nms``.
 
-Only torch is imported here (a leaf module); the functions are TorchScript-compatible, so that the detector's
-decode and NMS script and export. The conventions (why ``box_iou`` and ``nms_iou`` differ on empty boxes) are
+Only torch and the numpy side (the stds and their check) are imported here, no MXNet; decode and the IoUs are
+TorchScript-compatible, so that the detector's decode and NMS script and export. The conventions (why ``box_iou`` and ``nms_iou`` differ on empty boxes) are
 documented in :mod:`gluon_ssd.boxes`.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from gluon_ssd.specs import BOX_STDS  # numpy only: no mxnet needed
+from gluon_ssd import boxes as numpy_boxes  # numpy only: no mxnet needed
 
 __all__ = ["BoxCoder", "box_iou", "center_planes", "center_to_corner", "decode", "encode", "nms_iou"]
 
@@ -57,18 +57,8 @@ def decode(codes: torch.Tensor, anchors: torch.Tensor, stds: list[float]) -> tor
     return torch.stack([ox - ow, oy - oh, ox + ow, oy + oh], dim=-1)
 
 
-class BoxCoder:
-    """The stds and the two directions of :func:`encode` / :func:`decode` (:class:`gluon_ssd.boxes.BoxCoder`).
-
-    Parameters
-    ----------
-    stds : 4 floats dividing the (x, y, w, h) offsets; default :data:`gluon_ssd.specs.BOX_STDS`.
-    """
-
-    def __init__(self, stds=BOX_STDS):
-        if len(stds) != 4:
-            raise ValueError(f"stds must have 4 values, got {stds!r}")
-        self.stds = [float(s) for s in stds]
+class BoxCoder(numpy_boxes.BoxCoder):
+    """:class:`gluon_ssd.boxes.BoxCoder` (the stds, checked there) on tensors: :func:`encode` / :func:`decode`."""
 
     def encode(self, boxes: torch.Tensor, anchors: torch.Tensor,
                log: Callable[[torch.Tensor], torch.Tensor] = torch.log) -> torch.Tensor:
@@ -78,7 +68,7 @@ class BoxCoder:
 
     def decode(self, codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """:func:`decode` with these stds."""
-        return decode(codes, anchors, self.stds)
+        return decode(codes, anchors, list(self.stds))
 
 
 def _area(x1: torch.Tensor, y1: torch.Tensor, x2: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
