@@ -2,8 +2,8 @@
 corner <-> center, the SSD offset coder, IoU as MXNet's ``contrib.box_iou`` and as ``contrib.box_nms``.
 
 Only torch and the numpy side (the stds and their check) are imported here, no MXNet; decode and the IoUs are
-TorchScript-compatible, so that the detector's decode and NMS script and export. The conventions (why ``box_iou`` and ``nms_iou`` differ on empty boxes) are
-documented in :mod:`gluon_ssd.boxes`.
+TorchScript-compatible, so that the detector's decode and NMS script and export. The conventions (why
+``box_iou`` and ``nms_iou`` differ on empty boxes) are documented in :mod:`gluon_ssd.boxes`.
 """
 from __future__ import annotations
 

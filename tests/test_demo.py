@@ -76,7 +76,7 @@ def reference(gcv, tmp_path_factory):
     for head in net.class_predictors:
         for p in (head.predictor.weight, head.predictor.bias):
             p.set_data(p.data() * 0.5)
-    net.set_nms(0.45, 200)
+    net.set_nms(0.45, 400, 100)  # GluonCV's demo_ssd.py keeps its SSD's defaults, and so does ours
     path = tmp_path_factory.mktemp("demo_model") / "mobilenet025_random.params"
     net.save_parameters(str(path))
     return net, path
