@@ -35,7 +35,7 @@ class TorchDetector:
 
 
 def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, nms_thresh: float = 0.45,
-                        nms_topk: int = 200, post_nms: int = 100, hybridize: bool = True, device="cpu",
+                        nms_topk: int = 400, post_nms: int = 100, hybridize: bool = True, device="cpu",
                         dtype="fp32") -> TorchDetector:
     """Same arguments as :func:`gluon_ssd.predict.load_mxnet_detector`; ``pretrained`` may also be a ``.pth``
     written by ``python -m convert``. An MXNet file (or the published weights) is converted on the fly."""

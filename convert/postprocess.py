@@ -7,9 +7,9 @@ as GluonCV calls it, in batched tensor operations:
 * candidates are ordered by score, descending, ties in input order (MXNet's CPU and GPU sorts are
   stable), and only the first ``topk`` of all candidates (all classes together) enter NMS;
 * greedy suppression in that order: a kept row removes every later row of the same class
-  (``id_index``; all rows with ``force_suppress``) whose IoU with it is > ``overlap_thresh``. IoU has no
-  +1: width = min(x2) - max(x1) clipped at 0; a box with negative width or height has area 0; 0/0
-  IoU is NaN, which suppresses nothing;
+  (``id_index``; all rows with ``force_suppress``) whose IoU with it is > ``overlap_thresh``. IoU is
+  :func:`convert.boxes.nms_iou`: no +1, width = min(x2) - max(x1) clipped at 0, a box with negative width or
+  height has area 0, 0/0 IoU is NaN, which suppresses nothing;
 * output: the kept rows in that order, then rows of -1 in every field; as many rows as the input.
 
 The greedy pass is computed as the fixed point of "a row is kept unless a kept, earlier, overlapping
@@ -23,18 +23,15 @@ import functools
 
 import torch
 
+from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS  # numpy only: no mxnet needed
+
+from .boxes import decode, nms_iou
+
 
 def decode_boxes(box_preds: torch.Tensor, anchors: torch.Tensor, stds: list[float]) -> torch.Tensor:
-    """Encoded offsets (B, N, 4) and anchors (1, N, 4) (cx, cy, w, h) -> corners (B, N, 4).
-
-    MXNet ``contrib.box_decode(format='center', clip=-1)``'s arithmetic, in the same order.
-    """
-    ax, ay, aw, ah = anchors[..., 0], anchors[..., 1], anchors[..., 2], anchors[..., 3]
-    ox = box_preds[..., 0] * stds[0] * aw + ax
-    oy = box_preds[..., 1] * stds[1] * ah + ay
-    ow = torch.exp(box_preds[..., 2] * stds[2]) * aw * 0.5
-    oh = torch.exp(box_preds[..., 3] * stds[3]) * ah * 0.5
-    return torch.stack([ox - ow, oy - oh, ox + ow, oy + oh], dim=-1)
+    """Encoded offsets (B, N, 4) and anchors (1, N, 4) (cx, cy, w, h) -> corners (B, N, 4):
+    :func:`convert.boxes.decode` (MXNet ``contrib.box_decode(format='center', clip=-1)``'s arithmetic)."""
+    return decode(box_preds, anchors, stds)
 
 
 def _rank_permutation(values: torch.Tensor) -> torch.Tensor:
@@ -71,15 +68,7 @@ def stable_topk(keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
 def _suppression(boxes: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor, overlap_thresh: float,
                  force_suppress: bool) -> torch.Tensor:
     """[b, i, j]: row i, if kept, removes row j (i before j, IoU > threshold, same class unless forced)."""
-    x1, y1, x2, y2 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    width, height = x2 - x1, y2 - y1
-    zero = torch.zeros_like(width)
-    area = torch.where((width < 0) | (height < 0), zero, width * height)
-    iw = torch.minimum(x2.unsqueeze(2), x2.unsqueeze(1)) - torch.maximum(x1.unsqueeze(2), x1.unsqueeze(1))
-    ih = torch.minimum(y2.unsqueeze(2), y2.unsqueeze(1)) - torch.maximum(y1.unsqueeze(2), y1.unsqueeze(1))
-    zeros = torch.zeros_like(iw)
-    inter = torch.where(iw > 0, iw, zeros) * torch.where(ih > 0, ih, zeros)
-    iou = inter / (area.unsqueeze(2) + area.unsqueeze(1) - inter)
+    iou = nms_iou(boxes)
     k = boxes.shape[1]
     pos = torch.arange(k, device=boxes.device)
     later = (pos.unsqueeze(1) < pos.unsqueeze(0)).unsqueeze(0)
@@ -157,7 +146,7 @@ def box_nms(data: torch.Tensor, overlap_thresh: float = 0.5, valid_thresh: float
 
 
 def detect(cls_preds: torch.Tensor, box_preds: torch.Tensor, anchors: torch.Tensor, stds: list[float],
-           nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100,
+           nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS,
            score_thresh: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw SSD outputs -> (ids (B, K, 1), scores (B, K, 1), boxes (B, K, 4)), as gluon_ssd's SSD.
 

@@ -16,61 +16,23 @@ being computed in the same operation order:
   (:func:`convert.cpu_kernels.logf`); on a GPU, or where the kernels cannot be built, the correctly rounded
   float32 log, one ulp off glibc's logf for 0.2% of inputs (two after the division by the std).
 
-Only torch is needed (no MXNet, no numpy; the CPU's logf through ctypes): everything runs as batched tensor ops on
-the anchors' device, with a short loop over bipartite matching rounds and a few host syncs per call.
+No MXNet is needed (torch, the CPU's logf through ctypes, the stds of :mod:`gluon_ssd.specs`): everything runs
+as batched tensor ops on the anchors' device, with a short loop over bipartite matching rounds and a few host
+syncs per call.
 """
 from __future__ import annotations
 
 import torch
 
+from gluon_ssd.specs import BOX_STDS  # numpy only: no mxnet needed
+
 from . import cpu_kernels
+from .boxes import BoxCoder, box_iou, center_to_corner
 
 __all__ = ["batch_targets", "box_iou", "center_to_corner", "match_anchors"]
 
 # Pairs whose IoU is not above this are never matched by the bipartite step (GluonCV's default).
 _MATCH_EPS = 1e-12
-
-
-def center_to_corner(boxes: torch.Tensor) -> torch.Tensor:
-    """(cx, cy, w, h) -> (x1, y1, x2, y2) as GluonCV computes it in float32 (``cx - w * 0.5``)."""
-    cx, cy, w, h = boxes.unbind(-1)
-    half_w, half_h = w * 0.5, h * 0.5
-    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
-
-
-def _center_planes(corners: torch.Tensor):
-    """Corner boxes (..., 4) -> cx, cy, w, h, each (...): ``w = x2 - x1``, ``cx = x1 + w * 0.5``."""
-    x1, y1, x2, y2 = corners.unbind(-1)
-    w = x2 - x1
-    h = y2 - y1
-    return x1 + w * 0.5, y1 + h * 0.5, w, h
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of corner boxes a (..., P, 4) with b (Q, 4) -> (..., P, Q), as MXNet's ``contrib.box_iou``.
-
-    Parameters
-    ----------
-    a : Tensor, (..., P, 4) corner format.
-    b : Tensor, (Q, 4) corner format, same dtype and device.
-
-    Returns
-    -------
-    Tensor, (..., P, Q). The two areas are only added, so swapping a and b transposes the result
-    exactly.
-    """
-    ax1, ay1, ax2, ay2 = (c.unsqueeze(-1) for c in a.unbind(-1))  # (..., P, 1)
-    bx1, by1, bx2, by2 = b.unbind(-1)  # (Q,)
-    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_min(0)
-    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_min(0)
-    inter = iw * ih
-
-    def area(x1, y1, x2, y2):
-        w, h = x2 - x1, y2 - y1
-        return torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
-
-    union = (area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2)) - inter
-    return torch.where(inter > 0, inter / union, torch.zeros_like(inter))
 
 
 def _greedy_bipartite(ious: torch.Tensor, num_valid: torch.Tensor, max_valid: int) -> torch.Tensor:
@@ -172,7 +134,7 @@ def _log_as_mxnet(x: torch.Tensor) -> torch.Tensor:
 
 
 def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
-                  stds=(0.1, 0.1, 0.2, 0.2)) -> tuple[torch.Tensor, torch.Tensor]:
+                  stds=BOX_STDS) -> tuple[torch.Tensor, torch.Tensor]:
     """Classification and box targets of a padded label batch, on the anchors' device.
 
     Parameters
@@ -183,7 +145,7 @@ def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
     iou_thresh : float
         IoU at or above which an anchor is matched to its best ground truth.
     stds : 4 floats
-        Box offsets are divided by these.
+        Box offsets are divided by these (default :data:`gluon_ssd.specs.BOX_STDS`).
 
     Returns
     -------
@@ -199,8 +161,7 @@ def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
     labels = torch.as_tensor(labels).to(device=device, dtype=torch.float32)
     if labels.ndim != 3 or labels.shape[-1] < 5:
         raise ValueError(f"labels must be (B, M, 5+) [x1, y1, x2, y2, class, ...], got shape {tuple(labels.shape)}")
-    if len(stds) != 4:
-        raise ValueError(f"stds must have 4 values, got {stds!r}")
+    coder = BoxCoder(stds)  # checks the stds
     if anchors.shape[-1] != 4 or anchors.ndim not in (2, 3) or (anchors.ndim == 3 and anchors.shape[0] != 1):
         raise ValueError(f"anchors must be (1, N, 4) or (N, 4), got shape {tuple(anchors.shape)}")
     corners = center_to_corner(anchors.reshape(-1, 4).float())  # (N, 4)
@@ -215,12 +176,9 @@ def batch_targets(anchors: torch.Tensor, labels, iou_thresh: float = 0.5,
     positive = matches >= 0
     index = matches.clamp_min(0)
 
-    # GluonCV's NormalizedBoxCenterEncoder, one float32 operation at a time.
-    gx, gy, gw, gh = (p.gather(1, index) for p in _center_planes(gt_boxes))  # each (B, N)
-    ax, ay, aw, ah = _center_planes(corners)  # each (N,)
-    # A tensor divisor: CUDA turns division by a Python scalar into a multiplication by its inverse.
-    std = torch.tensor([float(s) for s in stds], dtype=torch.float32, device=device)
-    codes = torch.stack([(gx - ax) / aw, (gy - ay) / ah, _log_as_mxnet(gw / aw), _log_as_mxnet(gh / ah)], dim=-1) / std
+    # GluonCV's NormalizedBoxCenterEncoder, one float32 operation at a time, on each anchor's ground truth.
+    matched = gt_boxes.gather(1, index.unsqueeze(-1).expand(batch, num_anchors, 4))  # (B, N, 4)
+    codes = coder.encode(matched, corners, log=_log_as_mxnet)
     box_targets = torch.where(positive.unsqueeze(-1), codes, torch.zeros_like(codes))
     ids = labels[..., 4].gather(1, index)
     cls_targets = torch.where(positive, ids.long() + 1, 0)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .specs import NMS_THRESH, NMS_TOPK, POST_NMS, parse_pretrained
+
 __all__ = [
     "BACKENDS",
     "Detections",
@@ -38,19 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def parse_pretrained(value) -> bool | str:
-    """``'True'``/``'1'``/``'yes'`` -> True (the model store), ``'False'``/``'0'``/``'no'`` -> False
-    (random weights), anything else is a parameter file path."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if text.lower() in ("true", "1", "yes", "t"):
-        return True
-    if text.lower() in ("false", "0", "no", "f", "none", ""):
-        return False
-    return text
 
 
 class Preprocessor:
@@ -124,7 +113,7 @@ class MXNetDetector:
 
 
 def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | None = None, ctx=None,
-                        nms_thresh: float = 0.45, nms_topk: int = 200, post_nms: int = 100,
+                        nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS,
                         hybridize: bool = True) -> MXNetDetector:
     """A zoo network as a detector.
 
@@ -136,7 +125,8 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     classes : the class names of a '*_custom' network (those it was trained with, in order); for a VOC
         or COCO network a subset of its classes to detect only those.
     ctx : an mx.Context or a list of them.
-    nms_thresh, nms_topk, post_nms : see ``SSD.set_nms``.
+    nms_thresh, nms_topk, post_nms : see ``SSD.set_nms``; GluonCV's SSD defaults (:data:`gluon_ssd.specs.NMS_TOPK`
+        400: its demo keeps the network's settings).
 
     Raises
     ------

@@ -127,6 +127,17 @@ MODEL_SPECS: dict[str, SSDSpec] = {
 }
 
 
+# SSD box offsets are divided by these (x, y, w, h) standard deviations (GluonCV's SSD and its target
+# generator, MXNet's box_decode as the SSD calls it): :class:`gluon_ssd.boxes.BoxCoder`'s default.
+BOX_STDS = (0.1, 0.1, 0.2, 0.2)
+
+# GluonCV's SSD detection defaults (``SSD(nms_thresh=0.45, nms_topk=400, post_nms=100)``; its eval and train
+# scripts set the same, its demo keeps the network's): per-class NMS IoU threshold, candidates entering NMS,
+# detections kept after it.
+NMS_THRESH = 0.45
+NMS_TOPK = 400
+POST_NMS = 100
+
 # GluonCV's int8 SSDs (its calibrated graphs, gluon_ssd.quantization) and the float32 model whose weights they take.
 INT8_MODELS: dict[str, str] = {
     "ssd_300_vgg16_atrous_voc_int8": "ssd_300_vgg16_atrous_voc",
@@ -157,31 +168,74 @@ def get_spec(name: str) -> SSDSpec:
     return MODEL_SPECS[name]
 
 
-def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
-    """The zoo model a (network, data shape, dataset) triple trains, as GluonCV's train script names it.
+def resolve_model_name(network: str, data_shape: int | None = None, dataset: str | None = None, *,
+                       names: bool = True, int8: bool = True) -> str:
+    """The zoo model a CLI's ``--network`` (with ``--data-shape`` and ``--dataset``) names: the one resolver
+    of train_ssd.py, eval_ssd.py, the dataset checker and ``python -m convert``.
 
-    GluonCV names the model ``ssd_{data_shape}_{network}_{dataset}``; a data shape that is no base size
-    of the network (e.g. resnet50_v1 at 384) trains the nearest base size's architecture at that shape.
-    Custom datasets (any other ``dataset``) may use any dataset's architecture; the '_custom' row is
-    preferred.
+    Spellings
+    ---------
+    - with ``names`` (eval, demo, convert), a zoo name: ``'ssd_512_resnet50_v1_voc'``,
+      ``'ssd_300_vgg16_atrous_custom'``, and with ``int8`` GluonCV's int8 ones, ``'ssd_512_mobilenet1.0_voc_int8'``:
+      returned as it is (``data_shape`` and ``dataset`` unused). train_ssd.py passes ``names=False``: as
+      GluonCV's, it takes a backbone;
+    - a backbone as GluonCV's train script takes it, ``'resnet50_v1'``, with ``data_shape`` and ``dataset``:
+      ``ssd_{data_shape}_{network}_{dataset}``. A data shape that is no base size of the network (e.g.
+      resnet50_v1 at 384) takes the nearest base size's architecture (trained or evaluated at that shape).
+      Any ``dataset`` other than 'voc' and 'coco' (custom, synthetic) may use any dataset's architecture;
+      the '_custom' row is preferred.
 
     Raises
     ------
     ValueError
-        No row of ``network`` (the message lists the networks), or none for ``dataset``.
+        An unknown zoo name (the message names close ones), an unknown backbone (the message lists the
+        backbones), a backbone without ``data_shape``/``dataset``, or no row of the backbone for ``dataset``.
     """
-    kind = {"voc": "voc", "coco": "coco"}.get(dataset, "custom")
+    if names and (network in MODEL_SPECS or (int8 and network in INT8_MODELS)):
+        return network
+    if names and network.startswith("ssd_"):
+        get_spec(network.removesuffix("_int8"))  # its error names the close names
+        raise ValueError(f"{network!r}: " + (f"GluonCV has int8 versions of {', '.join(INT8_MODELS)} only" if int8
+                                             else "an int8 model is not accepted here, give its float32 name"))
     rows = {n: s for n, s in MODEL_SPECS.items() if s.backbone == network}
     if not rows:
         names = sorted({spec.backbone for spec in MODEL_SPECS.values()})
-        raise ValueError(f"unknown --network {network!r}; choose one of: {', '.join(names)}")
+        raise ValueError(f"unknown --network {network!r}; choose one of: {', '.join(names)}"
+                         + (", or a zoo name such as ssd_512_resnet50_v1_voc" if names else ""))
+    if data_shape is None or dataset is None:
+        raise ValueError(f"--network {network} names a backbone: give --data-shape and --dataset too, or a zoo "
+                         f"name ({', '.join(rows)})")
+    kind = {"voc": "voc", "coco": "coco"}.get(dataset, "custom")
     sizes = sorted({s.base_size for s in rows.values() if kind == "custom" or s.dataset == kind})
     if not sizes:
         raise ValueError(f"there is no {network} SSD for the {dataset} dataset; available: {', '.join(rows)}")
-    base = min(sizes, key=lambda s: (abs(s - data_shape), s))
+    base = min(sizes, key=lambda s: (abs(s - int(data_shape)), s))
     # ``base`` is the size of an existing row of an allowed dataset, so one of these names exists.
     return next(f"ssd_{base}_{network}_{suffix}" for suffix in (kind, "voc", "coco")
                 if f"ssd_{base}_{network}_{suffix}" in rows)
+
+
+# Spellings of --pretrained / --pretrained-base (case and surrounding blanks ignored).
+PRETRAINED_TRUE = ("true", "t", "yes", "1")
+PRETRAINED_FALSE = ("false", "f", "no", "0", "none", "")
+
+
+def parse_pretrained(value) -> bool | str:
+    """``--pretrained`` (eval, demo) and ``--pretrained-base`` (train) as GluonCV's scripts take them.
+
+    A bool is returned as it is; a string in :data:`PRETRAINED_TRUE` (``True``, ``t``, ``yes``, ``1``) gives True
+    (the model store's published weights), one in :data:`PRETRAINED_FALSE` (``False``, ``f``, ``no``, ``0``,
+    ``None``, empty) gives False (no pretrained weights), anything else is a file path, returned stripped (the
+    caller checks that it exists, with its flag's message).
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in PRETRAINED_TRUE:
+        return True
+    if text.lower() in PRETRAINED_FALSE:
+        return False
+    return text
 
 
 def anchor_alloc_sizes(num_layers: int, first: int = 128) -> list[int]:
@@ -234,3 +288,4 @@ def anchor_grid(shapes: np.ndarray, step: float, height: int, width: int,
     grid[..., 1] = cy[:, None, None]
     grid[..., 2:] = shapes[None, None]
     return grid.reshape(1, 1, height, width, num * 4).astype(np.float32)
+

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from gluon_ssd.boxes import box_iou
 from tests.conftest import DATA, ROOT
 from tests.helpers import build_reference, photo_batch, randomize
 
@@ -100,9 +101,8 @@ def _top(record):
     return best["class_id"], best["score"], np.array(best["box"])
 
 
-def _iou(a, b):
-    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
-    return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
+def _iou(a, b) -> float:
+    return float(box_iou(np.asarray(a)[None], np.asarray(b)[None])[0, 0])
 
 
 def test_demo_backend_torch_bf16_close_to_fp32(weights, tmp_path):

@@ -19,6 +19,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from gluon_ssd.boxes import box_iou, iou_voc, nms_iou
 from tests.conftest import DATA, ROOT
 from tests.helpers import build_reference, randomize
 
@@ -75,7 +76,7 @@ def reference(gcv, tmp_path_factory):
     for head in net.class_predictors:
         for p in (head.predictor.weight, head.predictor.bias):
             p.set_data(p.data() * 0.5)
-    net.set_nms(0.45, 200)
+    net.set_nms(0.45, 400, 100)  # GluonCV's demo_ssd.py keeps its SSD's defaults, and so does ours
     path = tmp_path_factory.mktemp("demo_model") / "mobilenet025_random.params"
     net.save_parameters(str(path))
     return net, path
@@ -482,13 +483,9 @@ def _voc_objects(xml_path):
     return objects
 
 
-def _iou(a, b):
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+def _iou(a, b) -> float:
+    """IoU of two corner boxes in the demo's convention (no +1): :func:`gluon_ssd.boxes.box_iou`."""
+    return float(box_iou(np.array([a], dtype=np.float64), np.array([b], dtype=np.float64))[0, 0])
 
 
 def test_voc_objects_and_iou_hand_worked(tmp_path):
@@ -499,6 +496,12 @@ def test_voc_objects_and_iou_hand_worked(tmp_path):
     # 10x20 box vs the same box shifted right by 5: intersection 5x20=100, union 300.
     assert _iou((0, 10, 10, 30), (5, 10, 15, 30)) == pytest.approx(1 / 3)
     assert _iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    # VOC's +1 pixel: 11x21 boxes (231 px each) overlapping on 6x21 = 126 px, union 336.
+    assert iou_voc(np.array([[0.0, 10, 10, 30]]), np.array([[5.0, 10, 15, 30]]))[0, 0] == pytest.approx(126 / 336)
+    # Two empty boxes: box_iou's guard gives 0, the NMS overlap 0/0 = NaN (which suppresses nothing).
+    empty = np.array([[3.0, 3, 3, 3]])
+    assert box_iou(empty, empty)[0, 0] == 0.0 and np.isnan(nms_iou(empty, empty)[0, 0])
+    assert nms_iou(np.array([[0.0, 10, 10, 30]]), np.array([[5.0, 10, 15, 30]]))[0, 0] == pytest.approx(1 / 3)
 
 
 def _assert_detections_on_shapes(data, network, params, data_shape, tmp_path, thresh, found_min, hits_min,

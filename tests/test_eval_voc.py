@@ -400,7 +400,7 @@ def test_numpy123_argsort_gives_the_stored_numpy_1_23_orders():
     tie-heavy probes with NaNs (16 to 5000 values: insertion sort, quicksort partitions), and the introsort's
     heapsort gives numpy's heapsort, on whatever numpy runs the test (numpy 2's own argsort orders ties otherwise
     on AVX-512 CPUs)."""
-    from gluon_ssd.eval.voc import _heapsort, numpy123_argsort
+    from gluon_ssd.eval.argsort import _heapsort, numpy123_argsort
 
     ref, sizes = _sort_probes()
     assert sizes == [16, 17, 33, 100, 1000, 5000]
@@ -416,7 +416,7 @@ def test_numpy123_argsort_gives_the_stored_numpy_1_23_orders():
 @pytest.mark.mxnet
 def test_numpy123_argsort_is_numpy_1_23s_argsort_live():
     """Against numpy 1.23 itself (the MXNet stack's numpy): random tie-heavy arrays of every size up to 3000."""
-    from gluon_ssd.eval.voc import numpy123_argsort
+    from gluon_ssd.eval.argsort import numpy123_argsort
 
     assert np.__version__.startswith("1.23."), np.__version__
     rng = np.random.default_rng(7)

@@ -15,7 +15,8 @@ from mxnet import autograd
 
 import gluon_ssd
 from convert import cpu_kernels
-from convert.targets import batch_targets, box_iou, center_to_corner
+from convert.boxes import box_iou, center_to_corner
+from convert.targets import batch_targets
 from gluon_ssd.data import VOCDetection
 from gluon_ssd.train import target as mx_target
 from tests.test_train_target_loss import gcv_generator, random_ground_truth

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..specs import NMS_THRESH, NMS_TOPK
 from .common import (
     ArgumentParser,
     UsageError,
@@ -69,9 +70,9 @@ def parse_args(argv=None):
                         "demo does)")
     p.add_argument("--thresh", type=float, default=0.5,
                    help="keep detections with a score at least this (default: %(default)s)")
-    p.add_argument("--nms-thresh", type=float, default=0.45,
+    p.add_argument("--nms-thresh", type=float, default=NMS_THRESH,
                    help="per-class NMS IoU threshold (default: %(default)s)")
-    p.add_argument("--topk", type=int, default=200,
+    p.add_argument("--topk", type=int, default=NMS_TOPK,
                    help="candidates kept before NMS, -1 for all (default: %(default)s)")
     p.add_argument("--classes", default=None,
                    help="comma-separated class names, or a file with one per line: the classes a "

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 
+from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS, resolve_model_name
 from .common import (
     ArgumentParser,
     UsageError,
@@ -47,7 +48,7 @@ from .common import (
 )
 
 PROG = "eval_ssd.py"
-NMS = (0.45, 400, 100)  # nms_thresh, nms_topk, post_nms of GluonCV's eval_ssd.py
+NMS = (NMS_THRESH, NMS_TOPK, POST_NMS)  # nms_thresh, nms_topk, post_nms: GluonCV's eval_ssd.py sets its SSD's defaults
 _DEFAULT = " (default: %(default)s)"
 _ON = {"action": "store_true"}
 # The flags, in --help order: (names, add_argument keywords).
@@ -165,12 +166,8 @@ def calibrates(args) -> bool:
 def network_name(args) -> str:
     """GluonCV's ``ssd_{data-shape}_{network}_{dataset}``; a data shape that is no base size of the network
     evaluates the nearest base size's architecture at that shape, as train_ssd.py trains it."""
-    from gluon_ssd.specs import resolve_model_name
-
-    if args.network.startswith("ssd_"):
-        return args.network
     try:
-        return resolve_model_name(args.network, args.data_shape, args.dataset)
+        return resolve_model_name(args.network, args.data_shape, args.dataset, int8=False)
     except ValueError as err:
         raise UsageError(str(err)) from None
 

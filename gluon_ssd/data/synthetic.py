@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..boxes import iou_voc
+
 __all__ = ["SHAPE_CLASSES", "write_synthetic_dataset", "render_synthetic_image", "main"]
 
 logger = logging.getLogger(__name__)
@@ -126,18 +128,6 @@ def _background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def _pairwise_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) box with (K, 4) boxes, inclusive pixel corners."""
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt + 1, 0, None), axis=1)
-    return inter / (_area(box) + _area(boxes) - inter)
-
-
-def _area(b: np.ndarray) -> np.ndarray:
-    return (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-
-
 def render_synthetic_image(
     rng: np.random.Generator,
     min_size: int = 200,
@@ -192,7 +182,8 @@ def render_synthetic_image(
             bh = int(np.clip(round(side / aspect), min_object_size, h))
             x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
             box = np.array([x0, y0, x0 + bw - 1, y0 + bh - 1])
-            if len(boxes) and _pairwise_iou(box, boxes).max() > _MAX_IOU:
+            # Integer corners with x2 inclusive: the VOC convention, exact in integers.
+            if len(boxes) and iou_voc(box[None], boxes).max() > _MAX_IOU:
                 continue
             mask = _shape_mask(classes[cls], bw, bh, rng).astype(bool)
             region = owner[y0:y0 + bh, x0:x0 + bw]

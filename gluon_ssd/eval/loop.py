@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._mxnet import as_numpy, is_block, mx
+from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS
 from .coco import COCODetectionMetric
 from .voc import VOC07MApMetric, VOCMApMetric
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 #: Metric names accepted by :func:`make_metric` and :func:`evaluate`.
 METRICS = ("voc07", "voc", "coco")
-_DEFAULT_NMS = (0.45, 400, 100)
+_DEFAULT_NMS = (NMS_THRESH, NMS_TOPK, POST_NMS)
 
 
 class ImagePredictions(NamedTuple):

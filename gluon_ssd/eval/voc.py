@@ -26,114 +26,16 @@ from typing import NamedTuple
 import numpy as np
 
 from .._mxnet import EvalMetric, is_ndarray
+from ..boxes import iou_voc, iou_voc_aligned
+from .argsort import NUMPY_INSERTION_SORT_MAX, numpy123_argsort
 
 __all__ = ["VOCMApMetric", "VOC07MApMetric", "PRCurve", "voc_iou"]
 
 logger = logging.getLogger(__name__)
 
 _TIE_ORDERS = ("stable", "gluoncv")
-# numpy's introsort sorts a slice of at most this many elements by insertion sort, which keeps ties in
-# input order; longer slices are partitioned and their ties come out in an implementation-defined order.
-_NUMPY_INSERTION_SORT_MAX = 16
-
-
-def numpy123_argsort(values: np.ndarray) -> np.ndarray:
-    """``values.argsort()`` as numpy 1.23 (the numpy GluonCV ran with) computes it: the order of equal values too.
-
-    GluonCV ranks detections with numpy's default argsort, an introsort whose order of equal values is an
-    artefact of the algorithm; numpy 1.25+ sorts with SIMD kernels on AVX-512 CPUs and orders ties otherwise. This
-    is that introsort, written out (median-of-three quicksort down to 16 elements, then insertion sort; heapsort
-    past twice the depth of a balanced tree), so that ``tie_order='gluoncv'`` gives GluonCV's answer on any numpy.
-    Values without ties take numpy's own argsort (one answer). ``values``: (N,) real; NaNs sort last as in numpy.
-
-    Returns
-    -------
-    (N,) int64 indices.
-    """
-    values = np.asarray(values).ravel()
-    n = values.size
-    if n < 2 or np.unique(values).size == n:
-        return np.argsort(values, kind="stable")  # distinct values: every sort agrees
-    v = values.tolist()
-    if any(x != x for x in v):  # numpy puts NaNs last, after inf, all equal: a key above every number
-        v = [(1.0, 0.0) if x != x else (0.0, x) for x in v]
-    idx = list(range(n))
-    stack = []
-    left, right = 0, n - 1
-    depth = 2 * (n.bit_length() - 1)
-    while True:
-        if depth < 0:
-            _heapsort(v, idx, left, right)
-        else:
-            while right - left + 1 > _NUMPY_INSERTION_SORT_MAX:  # numpy: pr - pl > SMALL_QUICKSORT (15)
-                mid = left + ((right - left) >> 1)
-                if v[idx[mid]] < v[idx[left]]:
-                    idx[mid], idx[left] = idx[left], idx[mid]
-                if v[idx[right]] < v[idx[mid]]:
-                    idx[right], idx[mid] = idx[mid], idx[right]
-                if v[idx[mid]] < v[idx[left]]:
-                    idx[mid], idx[left] = idx[left], idx[mid]
-                pivot = v[idx[mid]]
-                i, j = left, right - 1
-                idx[mid], idx[j] = idx[j], idx[mid]
-                while True:
-                    i += 1
-                    while v[idx[i]] < pivot:
-                        i += 1
-                    j -= 1
-                    while pivot < v[idx[j]]:
-                        j -= 1
-                    if i >= j:
-                        break
-                    idx[i], idx[j] = idx[j], idx[i]
-                idx[i], idx[right - 1] = idx[right - 1], idx[i]
-                depth -= 1
-                if i - left < right - i:  # the larger part waits on the stack
-                    stack.append((i + 1, right, depth))
-                    right = i - 1
-                else:
-                    stack.append((left, i - 1, depth))
-                    left = i + 1
-            for i in range(left + 1, right + 1):
-                item = idx[i]
-                key = v[item]
-                j = i
-                while j > left and key < v[idx[j - 1]]:
-                    idx[j] = idx[j - 1]
-                    j -= 1
-                idx[j] = item
-        if not stack:
-            break
-        left, right, depth = stack.pop()
-    return np.asarray(idx, dtype=np.int64)
-
-
-def _heapsort(v, idx, left, right):
-    """numpy 1.23's heapsort of ``idx[left:right + 1]`` by ``v`` (the introsort's fallback), in place."""
-    a = idx[left:right + 1]
-    n = len(a)
-    a.insert(0, None)  # numpy's heapsort indexes from 1
-
-    def sift(i, size):
-        item = a[i]
-        j = i * 2
-        while j <= size:
-            if j < size and v[a[j]] < v[a[j + 1]]:
-                j += 1
-            if v[item] < v[a[j]]:
-                a[i] = a[j]
-                i = j
-                j += j
-            else:
-                break
-        a[i] = item
-
-    for i in range(n >> 1, 0, -1):
-        sift(i, n)
-    for size in range(n, 1, -1):
-        a[1], a[size] = a[size], a[1]
-        sift(1, size - 1)
-    idx[left:right + 1] = a[1:]
+# The public name of the metric's IoU (:func:`gluon_ssd.boxes.iou_voc`, VOC's +1 pixel convention).
+voc_iou = iou_voc
 
 
 class PRCurve(NamedTuple):
@@ -156,43 +58,6 @@ class PRCurve(NamedTuple):
     recall: np.ndarray
     scores: np.ndarray
     n_pos: int
-
-
-def voc_iou(boxes_a, boxes_b):
-    """IoU with the VOC +1 pixel convention, batched.
-
-    Parameters
-    ----------
-    boxes_a : np.ndarray, (..., N, 4)
-        Corner boxes ``x1, y1, x2, y2`` in integer-pixel coordinates (``x2`` inclusive).
-    boxes_b : np.ndarray, (..., M, 4)
-        Same format; leading dimensions broadcast against ``boxes_a``'s.
-
-    Returns
-    -------
-    np.ndarray, (..., N, M)
-        IoU of every pair, in the dtype numpy promotes the inputs to (float32 inputs stay float32, as in
-        GluonCV, so that threshold comparisons come out the same).
-    """
-    a = np.asarray(boxes_a)[..., :, None, :4]
-    b = np.asarray(boxes_b)[..., None, :, :4]
-    return _pair_iou(a, b)
-
-
-def _pair_iou(a, b):
-    """Elementwise +1-pixel IoU of boxes ``a[..., :4]`` and ``b[..., :4]`` (broadcasting)."""
-    one = np.ones((), dtype=a.dtype)
-    ax1, ay1, ax2, ay2 = a[..., 0], a[..., 1], a[..., 2] + one, a[..., 3] + one
-    one = np.ones((), dtype=b.dtype)
-    bx1, by1, bx2, by2 = b[..., 0], b[..., 1], b[..., 2] + one, b[..., 3] + one
-    left, top = np.maximum(ax1, bx1), np.maximum(ay1, by1)
-    right, bottom = np.minimum(ax2, bx2), np.minimum(ay2, by2)
-    # Same operations in the same order as GluonCV's bbox_iou, so the rounding is the same too.
-    inter = (right - left) * (bottom - top) * ((left < right) & (top < bottom))
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a + area_b - inter)
 
 
 def _to_numpy(x):
@@ -420,7 +285,7 @@ class VOCMApMetric(EvalMetric):
             same_class = (p_cls[:, :, None] == g_cls[:, None, :]) & g_valid[:, None, :] & p_valid[:, :, None]
             # IoU only for same-class pairs; the others stay -inf and never win the argmax.
             b_idx, p_idx, g_idx = np.nonzero(same_class)
-            pair_iou = _pair_iou(p_boxes[b_idx, p_idx], g_boxes[b_idx, g_idx, :4])
+            pair_iou = iou_voc_aligned(p_boxes[b_idx, p_idx], g_boxes[b_idx, g_idx, :4])
             iou = np.full(same_class.shape, -np.inf, dtype=pair_iou.dtype)
             iou[b_idx, p_idx, g_idx] = pair_iou
             best_gt = iou.argmax(axis=2)
@@ -460,7 +325,7 @@ class VOCMApMetric(EvalMetric):
         batch, n_pred = p_cls.shape
         key = np.where(p_valid, np.arange(batch)[:, None] * (p_cls.max() + 1) + p_cls, -1).ravel()
         groups, sizes = np.unique(key[key >= 0], return_counts=True)
-        long_groups = groups[sizes > _NUMPY_INSERTION_SORT_MAX]
+        long_groups = groups[sizes > NUMPY_INSERTION_SORT_MAX]
         for group in long_groups:
             image = int(group // (p_cls.max() + 1))
             members = np.flatnonzero(key[image * n_pred:(image + 1) * n_pred] == group)

@@ -60,7 +60,7 @@ def resolve_model_name(network: str, data_shape: int, dataset: str) -> str:
     """The zoo model a (network, data shape, dataset) triple trains: :func:`gluon_ssd.specs.resolve_model_name`,
     its errors as :class:`TrainingError`."""
     try:
-        return specs.resolve_model_name(network, data_shape, dataset)
+        return specs.resolve_model_name(network, data_shape, dataset, names=False)
     except ValueError as err:
         raise TrainingError(str(err)) from None
 
@@ -107,14 +107,10 @@ def build_datasets(cfg: TrainConfig):
 
 
 def parse_bool_or_path(value):
-    """``--pretrained-base``: True / False (from their spellings) or an existing file's path; else TrainingError."""
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no", ""):
-        return False
-    if not os.path.isfile(value):
+    """``--pretrained-base``: True / False (the spellings of :func:`gluon_ssd.specs.parse_pretrained`) or an
+    existing file's path; else TrainingError."""
+    value = specs.parse_pretrained(value)
+    if isinstance(value, str) and not os.path.isfile(value):
         raise TrainingError(f"--pretrained-base {value}: no such file (use True, False or a path)")
     return value
 

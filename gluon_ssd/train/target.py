@@ -39,6 +39,8 @@ import logging
 
 from mxnet import gluon, nd
 
+from ..specs import BOX_STDS
+
 __all__ = [
     "SSDTargetGenerator",
     "batch_targets",
@@ -250,7 +252,8 @@ def _targets(anchors, gt_boxes, gt_ids, iou_thresh, stds, with_max_iou=False):
     index = nd.maximum(matches, 0)
     zeros = nd.zeros_like(matches)
 
-    # The same float32 operations as GluonCV's NormalizedBoxCenterEncoder, one coordinate at a time.
+    # The same float32 operations as GluonCV's NormalizedBoxCenterEncoder (gluon_ssd.boxes.BoxCoder.encode), one
+    # coordinate at a time, as MXNet operators: the targets are computed on the training device.
     gt_planes = nd.stack(*_center_planes(gt_boxes), gt_ids.reshape((batch, num_gt)))  # (5, B, M)
     gx, gy, gw, gh, ids = _take_planes(gt_planes, index)  # each (B, N)
     ax, ay, aw, ah = [p.reshape((1, num_anchors)) for p in _center_planes(corners)]
@@ -336,7 +339,7 @@ class SSDTargetGenerator(gluon.Block):
         setting of GluonCV's train_ssd.py and of gluon_ssd's trainer, whose loss
         (:class:`gluon_ssd.train.SSDMultiBoxLoss`) mines the negatives.
     stds : 4 floats
-        Box offsets are divided by these. Default (0.1, 0.1, 0.2, 0.2).
+        Box offsets are divided by these. Default :data:`gluon_ssd.specs.BOX_STDS` (0.1, 0.1, 0.2, 0.2).
 
     Notes
     -----
@@ -358,7 +361,7 @@ class SSDTargetGenerator(gluon.Block):
     real rows the outputs are GluonCV's.
     """
 
-    def __init__(self, iou_thresh=0.5, neg_thresh=0.5, negative_mining_ratio=3, stds=(0.1, 0.1, 0.2, 0.2),
+    def __init__(self, iou_thresh=0.5, neg_thresh=0.5, negative_mining_ratio=3, stds=BOX_STDS,
                  **kwargs):
         super().__init__(**kwargs)
         if len(stds) != 4:
@@ -398,7 +401,7 @@ class SSDTargetGenerator(gluon.Block):
         return cls_targets, box_targets, box_masks
 
 
-def batch_targets(anchors, labels, iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2)):
+def batch_targets(anchors, labels, iou_thresh=0.5, stds=BOX_STDS):
     """Targets for a whole batch at once, on the device of ``anchors`` (the training device).
 
     This lets target generation leave the data-loading workers: they return padded labels, and the

@@ -40,7 +40,8 @@ import cv2
 import numpy as np
 
 from ..._mxnet import is_ndarray, mx
-from ...specs import IMAGENET_MEAN, IMAGENET_STD
+from ...boxes import box_iou
+from ...specs import BOX_STDS, IMAGENET_MEAN, IMAGENET_STD
 from ..image import (
     as_image,
     auto_interp,
@@ -68,6 +69,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
+# The crop constraints' IoU: MXNet's convention (corner boxes, no +1), as GluonCV's crop sampler computes it.
+bbox_iou = box_iou
+
 # GluonCV's crop constraints: (min IoU, max IoU) that every ground truth must have with the crop.
 CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, 1))
 
@@ -85,21 +89,6 @@ def _as_label(label, name: str = "label") -> np.ndarray:
         raise ValueError(
             f"{name} must be an (N, 5+) array of [x1, y1, x2, y2, class, ...] rows, got shape {label.shape}")
     return label
-
-
-def bbox_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (..., N, 4+) with every box in ``b`` (M, 4+), corner format, no +1.
-
-    Returns
-    -------
-    np.ndarray, (..., N, M).
-    """
-    top_left = np.maximum(a[..., :, None, :2], b[:, :2])
-    bottom_right = np.minimum(a[..., :, None, 2:4], b[:, 2:4])
-    inter = np.prod(bottom_right - top_left, axis=-1) * (top_left < bottom_right).all(axis=-1)
-    area_a = np.prod(a[..., 2:4] - a[..., :2], axis=-1)
-    area_b = np.prod(b[:, 2:4] - b[:, :2], axis=-1)
-    return inter / (area_a[..., :, None] + area_b - inter)
 
 
 def resize_boxes(label: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
@@ -392,7 +381,7 @@ class SSDDefaultTrainTransform:
     """
 
     def __init__(self, width: int, height: int, anchors=None, mean=MEAN, std=STD, iou_thresh: float = 0.5,
-                 box_norm=(0.1, 0.1, 0.2, 0.2), seed=None, max_expand: float = 4.0):
+                 box_norm=BOX_STDS, seed=None, max_expand: float = 4.0):
         self._width, self._height = int(width), int(height)
         self._max_expand = float(max_expand)
         if self._width < 1 or self._height < 1:

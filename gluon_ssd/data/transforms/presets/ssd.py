@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...._mxnet import is_ndarray, mx
+from ....specs import BOX_STDS
 from .. import MEAN, STD, _mx
 from .. import SSDDefaultTrainTransform as _TrainTransform
 from .. import SSDDefaultValTransform as _ValTransform
@@ -146,7 +147,7 @@ class SSDDefaultTrainTransform(_TrainTransform):
     """
 
     def __init__(self, width: int, height: int, anchors=None, mean=MEAN, std=STD, iou_thresh: float = 0.5,
-                 box_norm=(0.1, 0.1, 0.2, 0.2), *, seed=None, max_expand: float = 4.0, **kwargs):
+                 box_norm=BOX_STDS, *, seed=None, max_expand: float = 4.0, **kwargs):
         unknown = sorted(set(kwargs) - set(_TARGET_GENERATOR_OPTIONS))
         if unknown:
             raise TypeError(f"SSDDefaultTrainTransform got unexpected keyword argument(s) {unknown}; it takes "
