@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from . import cpu_kernels
+from .._cpu import kernels as cpu_kernels
 
 __all__ = ["batch_targets", "box_iou", "center_to_corner", "match_anchors"]
 
