@@ -9,7 +9,7 @@ Rows per model and batch size:
   gluon_ssd int8 fheads gluon_ssd.quantize(quantize_heads=False): every class head float32
   GluonCV int8          mxnet's quantize_net on gluoncv's own model, GluonCV's eval_ssd.py call
   twin fp32 / bf16      the PyTorch twin as --backend torch serves it (channels_last, bf16 autocast)
-  twin int8             the twin's network in ONNX Runtime int8 (convert.lowp, quantize_heads='auto'),
+  twin int8             the twin's network in ONNX Runtime int8 (convert.runtime.quantization, quantize_heads='auto'),
                         post-processing in torch
 All int8 variants calibrate on the same 8 photos of ../shared/data. Weights are seeded random (He-scaled,
 heads spread as in the parity tests), so the NMS sees realistic candidate counts. Prints the CPU's vector
@@ -71,8 +71,8 @@ def main():
     from mxnet.contrib.quantization import quantize_net
 
     from convert.backend import TorchDetector
-    from convert.lowp import load_int8_detector, quantize_twin
-    from convert.mapping import convert_gluon_file
+    from convert.runtime.quantization import load_int8_detector, quantize_twin
+    from convert.weights.mapping import convert_gluon_file
 
     gcv = import_gluoncv()
     photos = sorted(glob.glob(os.path.join(DATA, "demo_images", "*", "*.jpg")))[:8]

@@ -6,12 +6,12 @@ CPU comparison (needs mxnet; same run, interleaved, same weights and inputs):
     python bench/bench_torch_inference.py --models ssd_300_vgg16_atrous_voc --batches 1 --repeat 5
 
 It times gluon_ssd hybridized with static_alloc/static_shape and PyTorch variants: ``backend`` (exactly
-what ``eval_ssd.py/demo_ssd.py --backend torch`` run: ``convert.inference.predict`` on the ``prepare``d
+what ``eval_ssd.py/demo_ssd.py --backend torch`` run: ``convert.runtime.inference.predict`` on the ``prepare``d
 model), ``torch`` (eval, inference_mode), ``torch-cl-fused`` (channels_last memory and BatchNorm folded
 into the convs), ``torchscript-opt`` (``torch.jit.optimize_for_inference`` of the scripted model: frozen,
 oneDNN conv+ReLU fusion) and ``torch-compile`` (``torch.compile``, inductor with freezing; compiled during
 the warm-up calls, about 30 s per model and input shape on two cores). On CPU the PyTorch variants take a
-batch ``--micro-batch`` images per call (default ``convert.inference.CPU_MICRO_BATCH``, as ``predict``
+batch ``--micro-batch`` images per call (default ``convert.runtime.inference.CPU_MICRO_BATCH``, as ``predict``
 does; 0: the whole batch in one call), except ``backend``, which splits as the detector does (the whole
 batch, since it reuses freed memory). Images/s counts whole detections (network + decode + NMS) on random
 inputs; the ratio column is PyTorch images/s over gluon_ssd images/s.
@@ -47,7 +47,7 @@ import gluon_ssd._env  # noqa: E402,F401,I001  (thread settings before mxnet or 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from convert.inference import (  # noqa: E402
+from convert.runtime.inference import (  # noqa: E402
     CPU_MICRO_BATCH,
     DTYPES,
     autocast,
@@ -56,8 +56,8 @@ from convert.inference import (  # noqa: E402
     prepare,
     resolve_device,
 )
-from convert.mapping import load_torch_model  # noqa: E402
-from convert.model import SSD  # noqa: E402
+from convert.weights.mapping import load_torch_model  # noqa: E402
+from convert.nn.ssd import SSD  # noqa: E402
 
 DEFAULT_MODELS = ("ssd_300_vgg16_atrous_voc", "ssd_512_vgg16_atrous_voc", "ssd_512_resnet50_v1_voc",
                   "ssd_512_mobilenet1.0_voc")
@@ -134,7 +134,7 @@ def _run_torch_cpu(fn, micro_batch, x):
 
 
 def _run_torch_device(fn, device, dtype, x):
-    """The network under autocast, the post-processing in float32 (as convert.inference.predict)."""
+    """The network under autocast, the post-processing in float32 (as convert.runtime.inference.predict)."""
     if isinstance(fn, SSD):
         with torch.inference_mode():
             with autocast(device, dtype):
@@ -154,7 +154,7 @@ def _gluon(name):
 
 
 def _converted(name, net, folder) -> SSD:
-    from convert.mapping import convert_gluon_file
+    from convert.weights.mapping import convert_gluon_file
 
     path = os.path.join(folder, f"{name}.params")
     net.save_parameters(path)
@@ -254,7 +254,7 @@ def load_bench_model(folder: str, name: str) -> SSD:
     """A .pth written by ``python -m convert``, or the seeded model described by --export-dir's json."""
     import json
 
-    from convert.specs import spec_from_dict
+    from convert.nn.ssd import spec_from_dict
 
     pth = os.path.join(folder, f"{name}.pth")
     if os.path.isfile(pth):
@@ -275,8 +275,8 @@ def export_models(args) -> int:
     import mxnet as mx
 
     import gluon_ssd
-    from convert.mapping import write_gluon_file
-    from convert.model import get_torch_model
+    from convert.nn.ssd import get_torch_model
+    from convert.weights.mapping import write_gluon_file
 
     os.makedirs(args.export_dir, exist_ok=True)
     for name in args.models:
@@ -299,8 +299,8 @@ def export_models(args) -> int:
 
 def parity(args) -> int:
     """Device/dtype outputs against CPU float32 and against gluon_ssd's saved outputs."""
-    from convert.inference import predict
-    from convert.verify import compare_detections, format_table
+    from convert.runtime.inference import predict
+    from convert.runtime.verify import compare_detections, format_table
 
     device = resolve_device(args.device)
     status = 0

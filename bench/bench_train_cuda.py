@@ -7,8 +7,8 @@
                                      [--trainer-network vgg16_atrous] [--trainer-data-shape 300] [-j 8]
                                      [--json results.json]
 
-Throughput: images/s of the training step of ``train_ssd.py --backend torch`` (convert.targets.batch_targets on
-the device, :func:`convert.train_ops.train_step`: forward, SSDLoss with hard negative mining, backward, MXNet's
+Throughput: images/s of the training step of ``train_ssd.py --backend torch`` (convert.train.target.batch_targets on
+the device, :func:`convert.train.loss.train_step`: forward, SSDLoss with hard negative mining, backward, MXNet's
 SGD update), channels_last, for each model x batch x precision: fp32 (torch's default, which lets cuDNN
 convolutions use TF32) and bf16 autocast. The batches are synthetic (filled rectangles on noise, 1-6 boxes per
 image, four batches cycled), the weights the twin's random initialization; every step ends with its losses on the
@@ -38,9 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from convert.model import get_torch_model  # noqa: E402
-from convert.targets import batch_targets  # noqa: E402
-from convert.train_ops import MXNetSGD, SSDLoss, train_step  # noqa: E402
+from convert.nn.ssd import get_torch_model  # noqa: E402
+from convert.train.loss import SSDLoss, train_step  # noqa: E402
+from convert.train.optim import MXNetSGD  # noqa: E402
+from convert.train.target import batch_targets  # noqa: E402
 
 
 def synthetic_batches(count: int, batch: int, size: int, seed: int = 0):

@@ -8,7 +8,7 @@
 speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
 batch and synthetic images (read once by the data loader), each variant in its own process, taking turns round
 by round (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
-fp32, twin channels_last with torch's kernels only and with convert.cpu_kernels (fused BatchNorm + ReLU,
+fp32, twin channels_last with torch's kernels only and with convert._cpu.kernels (fused BatchNorm + ReLU,
 one-pass SGD), twin bf16 autocast + channels_last. Prints the CPU's vector features (bf16 gains need AVX512-BF16
 or AMX).
 
@@ -58,7 +58,7 @@ def _trainer(root, prefix, backend, **kw):
     return trainer_class(backend)(cfg, net, data, None, classes, None)
 
 
-# (label, backend, trainer options, environment): "torch's kernels" switches convert.cpu_kernels off
+# (label, backend, trainer options, environment): "torch's kernels" switches convert._cpu.kernels off
 VARIANTS = [("gluon_ssd fp32", "mxnet", {}, {}), ("twin fp32", "torch", {}, {}),
             ("twin channels_last, torch's kernels", "torch", {"channels_last": True}, {"GLUON_SSD_CPU_KERNELS": "0"}),
             ("twin channels_last", "torch", {"channels_last": True}, {}),
@@ -157,7 +157,7 @@ def _in_float64(trainer):
 def _weights(trainer, gluon_net):
     """The trained weights by gluon key, float64 numpy (the twin's through the converter's key table)."""
     if hasattr(trainer, "model"):
-        from convert.mapping import key_map
+        from convert.weights.mapping import key_map
 
         state = trainer.model.state_dict()
         return {g: state[t].double().numpy() for t, g in key_map(trainer.model).items()

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import torch
 
-from .inference import predict, prepare, resolve_device, reuse_freed_memory
-from .mapping import convert_gluon_file, load_torch_model
+from .runtime.inference import predict, prepare, resolve_device, reuse_freed_memory
+from .weights.mapping import convert_gluon_file, load_torch_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
     if spec.dataset != "custom" and classes is not None:
         raise ValueError("--classes on a VOC/COCO network (a class subset) is supported by --backend mxnet only")
     if isinstance(pretrained, str) and pretrained.endswith(".onnx"):
-        from .lowp import load_int8_detector
+        from .runtime.quantization import load_int8_detector
 
         if dtype not in ("int8", "fp32") or resolve_device(device).type != "cpu":
             raise ValueError(f"{pretrained} is an int8 ONNX Runtime graph: it runs on the CPU in int8 "
@@ -82,9 +82,9 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
 
 def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, calib_mode: str = "naive",
                             num_calib_examples=None, quantize_heads: bool | str = "auto", nms=(0.45, 400, 100)):
-    """The int8 version of a twin detector (ONNX Runtime, :func:`convert.lowp.quantize_twin`) written to
+    """The int8 version of a twin detector (ONNX Runtime, :func:`convert.runtime.quantization.quantize_twin`) written to
     ``out_path`` and loaded back: what ``eval_ssd.py --backend torch --dtype int8`` evaluates."""
-    from .lowp import load_int8_detector, quantize_twin
+    from .runtime.quantization import load_int8_detector, quantize_twin
 
     if detector.device.type != "cpu":
         raise ValueError("the int8 twin runs on the CPU (ONNX Runtime): use --device cpu")

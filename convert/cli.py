@@ -7,6 +7,14 @@ import tempfile
 import zipfile
 
 from gluon_ssd.cli.common import ArgumentParser, UsageError, parse_classes, run_main, setup_logging
+from gluon_ssd.specs import list_models
+
+from .nn.ssd import SSD, get_torch_model, spec_from_dict
+from .runtime.export import export_onnx, export_torchscript
+from .runtime.inference import resolve_device
+from .runtime.quantization import quantize_twin
+from .runtime.verify import format_table, photo_batch, verify
+from .weights.mapping import convert_gluon_file, read_torch_file, save_torch_model, write_gluon_file
 
 PROG = "python -m convert"
 
@@ -55,19 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_network(name):
-    from . import specs
-
     if name is None:
         raise UsageError("--network is required: the zoo name of the model, e.g. ssd_512_resnet50_v1_voc")
-    known = specs.model_names()
+    known = list_models(int8=False)
     if name not in known:
         raise UsageError(f"--network {name!r} is not a zoo model; known: {', '.join(known)}")
 
 
 def _forward(args) -> int:
-    from .export import export_onnx, export_torchscript
-    from .mapping import convert_gluon_file, save_torch_model
-
     _check_network(args.network)
     if args.quantize:
         return _quantize(args)
@@ -78,8 +81,6 @@ def _forward(args) -> int:
     classes = parse_classes(args.classes)
     if args.verify:
         from gluon_ssd._mxnet import HAVE_MXNET, missing_message
-
-        from .inference import resolve_device
 
         if not HAVE_MXNET:  # before any work: the comparison is against gluon_ssd's MXNet network
             raise UsageError(missing_message("--verify (a comparison with the gluon_ssd MXNet model)")
@@ -107,8 +108,6 @@ def _forward(args) -> int:
 
 def _verify(model, args) -> int:
     import gluon_ssd
-
-    from .verify import format_table, photo_batch, verify
 
     photos = [p.strip() for p in args.images.split(",") if p.strip()] if args.images else []
     if not photos:
@@ -162,9 +161,6 @@ def _quantize(args) -> int:
     from gluon_ssd.data.custom import BadImageError, read_image
     from gluon_ssd.predict import Preprocessor
 
-    from .lowp import quantize_twin
-    from .mapping import convert_gluon_file
-
     if args.num_calib_images < 1:
         raise UsageError(f"--num-calib-images must be at least 1, got {args.num_calib_images}")
     if not os.path.isfile(args.params):
@@ -192,10 +188,6 @@ def _quantize(args) -> int:
 
 
 def _reverse(args) -> int:
-    from .mapping import read_torch_file, write_gluon_file
-    from .model import SSD, get_torch_model
-    from .specs import spec_from_dict
-
     if not args.out:
         raise UsageError("--reverse needs --out OUT.params")
     payload = read_torch_file(args.params)

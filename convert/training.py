@@ -42,12 +42,21 @@ from gluon_ssd.fileio import atomic_write
 from gluon_ssd.train import checkpoint as mx_ckpt
 from gluon_ssd.train.fit import Trainer, TrainingError, weights_file_classes
 
-from . import cpu_kernels
-from .inference import reuse_freed_memory
-from .mapping import gluon_to_torch, ignored_gluon_keys, key_map, read_gluon_file, save_torch_model, write_gluon_file
-from .model import get_torch_model
-from .targets import batch_targets
-from .train_ops import MXNetSGD, SSDLoss, train_step
+from ._cpu import kernels as cpu_kernels
+from .nn.layers import fuse_relu
+from .nn.ssd import get_torch_model
+from .runtime.inference import reuse_freed_memory
+from .train.loss import SSDLoss, train_step
+from .train.optim import MXNetSGD
+from .train.target import batch_targets
+from .weights.mapping import (
+    gluon_to_torch,
+    ignored_gluon_keys,
+    key_map,
+    read_gluon_file,
+    save_torch_model,
+    write_gluon_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +182,7 @@ class TorchTrainer(Trainer):
         same training-mode forward on zeros for the anchors."""
         from gluon_ssd.train.run import start_weights
 
-        from .init import start_model
+        from .train.start import start_model
 
         cfg = self.cfg
         try:
@@ -196,7 +205,7 @@ class TorchTrainer(Trainer):
             self.model = self.model.to(memory_format=torch.channels_last)
             if self.device.type == "cpu" and cpu_kernels.library() is not None:
                 # BatchNorm + ReLU as one kernel (float32; under --amp torch's bf16 kernels run as before)
-                log.info("CPU kernels: %d BatchNorm + ReLU pairs fused", cpu_kernels.fuse_relu(self.model))
+                log.info("CPU kernels: %d BatchNorm + ReLU pairs fused", fuse_relu(self.model))
         if cfg.syncbn and self.parts > 1:
             for module in self.model.modules():
                 if hasattr(module, "sync"):

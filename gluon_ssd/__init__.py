@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 _SUBPACKAGES = ("data", "model_zoo", "utils", "loss", "nn", "eval")
 # Those that are MXNet Gluon blocks, and their PyTorch twins (said where MXNet is not installed).
 _MXNET_ONLY = {"model_zoo": "gluon_ssd.model_zoo (MXNet Gluon blocks; the PyTorch twin is convert.get_torch_model)",
-               "loss": "gluon_ssd.loss (MXNet's SSDMultiBoxLoss; the twin's is convert.train_ops.SSDLoss)",
+               "loss": "gluon_ssd.loss (MXNet's SSDMultiBoxLoss; the twin's is convert.train.loss.SSDLoss)",
                "nn": "gluon_ssd.nn (MXNet Gluon blocks; the PyTorch twin's are in convert/)"}
 
 

@@ -9,8 +9,8 @@ float32 0.845. Seeded random weights of the four headline zoo models have logit 
 (GluonCV's published weights could not be checked here: no download).
 
 The check is numpy only, shared by MXNet's flow (:func:`gluon_ssd.quantize`: symmetric int8 over the largest
-magnitude, as MXNet's naive calibration requantizes) and the twin's (:mod:`convert.lowp`: asymmetric uint8 over
-[min, max], as ONNX Runtime's QDQ activations).
+magnitude, as MXNet's naive calibration requantizes) and the twin's (:mod:`convert.runtime.quantization`:
+asymmetric uint8 over [min, max], as ONNX Runtime's QDQ activations).
 """
 from __future__ import annotations
 

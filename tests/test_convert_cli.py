@@ -10,7 +10,7 @@ import torch
 
 import gluon_ssd
 from convert.cli import main
-from convert.mapping import load_torch_model
+from convert.weights.mapping import load_torch_model
 from tests.conftest import ROOT
 from tests.helpers import WITHOUT_MXNET, randomize, save_legacy
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from convert import export_onnx, export_torchscript, fuse_batchnorm, get_torch_model, predict, prepare
-from convert.model import to_torchvision
-from convert.verify import compare_detections
+from convert.nn.ssd import to_torchvision
+from convert.runtime.verify import compare_detections
 from tests.helpers import smallest_size
 
 

@@ -1,4 +1,5 @@
-"""convert.init: a PyTorch twin starts as ``gluon_ssd.get_model(name, pretrained_base=...)`` does, without MXNet.
+"""convert.weights.init, .names and convert.train.start: a PyTorch twin starts as
+``gluon_ssd.get_model(name, pretrained_base=...)`` does, without MXNet.
 
 The oracle is gluon_ssd on MXNet: its freshly initialized networks (tensor by tensor, in distribution: the random
 numbers differ) and its backbone loading (bit for bit, after convert.gluon_to_torch).
@@ -15,16 +16,9 @@ from mxnet.gluon.model_zoo import vision
 
 import gluon_ssd
 from convert import get_torch_model, key_map
-from convert.init import (
-    Constant,
-    Xavier,
-    init_like_gluon,
-    initializer_for,
-    load_backbone,
-    vgg_legacy_names,
-    vision_layer_names,
-)
-from convert.mapping import gluon_to_torch, ignored_gluon_keys
+from convert.weights.init import Constant, Xavier, init_like_gluon, initializer_for
+from convert.weights.mapping import gluon_to_torch, ignored_gluon_keys
+from convert.weights.names import load_backbone, vgg_legacy_names, vision_layer_names
 from gluon_ssd.model_zoo import build_ssd
 from gluon_ssd.params import param_arrays
 from tests.helpers import WITHOUT_MXNET
@@ -86,7 +80,7 @@ def test_init_matches_gluon_per_parameter(name):
     ignored = set(ignored_gluon_keys(model))
     for key, value in gluon.items():
         if key.startswith("anchor_generators."):
-            continue  # the twin computes anchors from the formula (convert.mapping checks them)
+            continue  # the twin computes anchors from the formula (convert.weights.mapping checks them)
         if key in ignored:
             np.testing.assert_array_equal(value, 1.0, err_msg=key)  # fix_gamma: stored, unused
             continue
@@ -290,7 +284,8 @@ def test_without_mxnet(tmp_path):
     code = WITHOUT_MXNET + f"""
 import numpy as np, torch
 from convert import get_torch_model
-from convert.init import init_like_gluon, load_backbone
+from convert.weights.init import init_like_gluon
+from convert.weights.names import load_backbone
 model = get_torch_model("ssd_300_mobilenet0.25_voc")
 init_like_gluon(model, torch.Generator().manual_seed(0))
 arrays = dict(np.load({str(tmp_path / "arrays.npz")!r}))
@@ -309,7 +304,7 @@ def test_start_model_transfers_as_the_gluon_trainer(tmp_path):
     and in the class heads the background and the shared classes' outputs; a class the file lacks starts
     fresh (drawn, not copied). Class names carry over from files of 20 or 80 classes (VOC, COCO) only, as in
     gluon_ssd. Same classes as the file: the file's weights, all of them."""
-    from convert.init import start_model
+    from convert.train.start import start_model
     from gluon_ssd.classes import VOC_CLASSES
     from gluon_ssd.train.fit import TrainConfig
     from gluon_ssd.train.run import build_network

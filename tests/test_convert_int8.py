@@ -28,7 +28,7 @@ def test_int8_twin_of_a_gluoncv_file(tmp_path):
     import onnx
     import torch
 
-    from convert.lowp import load_int8_detector
+    from convert.runtime.quantization import load_int8_detector
 
     ref = load(f"{NETWORK}_gluoncv")
     photos = tmp_path / "photos"

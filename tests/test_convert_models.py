@@ -1,7 +1,7 @@
 """Every zoo model: seeded random gluon_ssd weights -> converted PyTorch twin -> same outputs on real photos.
 
 The reference is gluon_ssd (bit-identical to GluonCV, see test_model_zoo.py); tolerances are explained
-in convert/verify.py. One forward per framework per model: the first variant of each architecture
+in convert/runtime/verify.py. One forward per framework per model: the first variant of each architecture
 runs at its base size on a batch of two photos (one for the three most expensive); the other variants
 (other datasets and class lists: other heads and anchor sizes on the same backbone) one photo at a
 smaller size. Training mode (BatchNorm on batch statistics) is compared in float64 for every
@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import gluon_ssd
-from convert.mapping import FORMAT, convert_gluon_file, load_torch_model, save_torch_model, write_gluon_file
-from convert.verify import (
+from convert.runtime.verify import (
     compare_detections,
     compare_outputs,
     format_table,
@@ -21,6 +20,7 @@ from convert.verify import (
     photo_batch,
     torch_outputs,
 )
+from convert.weights.mapping import FORMAT, convert_gluon_file, load_torch_model, save_torch_model, write_gluon_file
 from tests.helpers import CUSTOM_CLASSES, randomize, save_legacy, smallest_size
 
 MODELS = gluon_ssd.list_models(int8=False)  # the float32 models: the twin has no int8 graph

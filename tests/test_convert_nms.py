@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.postprocess import box_nms, detect, stable_topk
+from convert.nn.postprocess import box_nms, detect, stable_topk
 
 
 def _random_rows(rng, batch, num, classes, ties=True):

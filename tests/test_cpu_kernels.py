@@ -1,4 +1,4 @@
-"""convert.cpu_kernels (the fused CPU BatchNorm + ReLU of the torch trainer) against torch's own float64
+"""convert._cpu.kernels (the fused CPU BatchNorm + ReLU of the torch trainer) against torch's own float64
 BatchNorm and ReLU, the MXNet statistics rule, and the build / fallback paths."""
 import copy
 import logging
@@ -8,8 +8,14 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from convert import cpu_kernels  # noqa: E402
-from convert.layers import BatchNorm2d, FixedGammaBatchNorm2d, _mxnet_batch_norm  # noqa: E402
+from convert._cpu import kernels as cpu_kernels  # noqa: E402
+from convert.nn.layers import (  # noqa: E402
+    BatchNorm2d,
+    FixedGammaBatchNorm2d,
+    _mxnet_batch_norm,
+    fuse_relu,
+    unfuse_relu,
+)
 
 needs_kernels = pytest.mark.skipif(cpu_kernels.library() is None, reason="no C compiler: torch's kernels run")
 CL = torch.channels_last
@@ -100,8 +106,8 @@ def test_applies_only_to_float32_channels_last_cpu_outside_autocast():
 def test_fuse_relu_keeps_names_and_function(tmp_path):
     """Folding the ReLUs into the BatchNorms leaves the state dict's keys and the network's outputs alone (eval:
     bit-equal; training mode, fused kernel where available: within float32 of the float64 network)."""
-    from convert.inference import fuse_batchnorm
-    from convert.model import get_torch_model
+    from convert.nn.ssd import get_torch_model
+    from convert.runtime.inference import fuse_batchnorm
 
     torch.manual_seed(0)
     model = get_torch_model("ssd_300_mobilenet0.25_voc").eval()
@@ -109,7 +115,7 @@ def test_fuse_relu_keeps_names_and_function(tmp_path):
                 for a, b in zip(list(m.children()), list(m.children())[1:])
                 if isinstance(a, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(b) is torch.nn.ReLU)
     fused = copy.deepcopy(model)
-    assert cpu_kernels.fuse_relu(fused) == pairs > 0
+    assert fuse_relu(fused) == pairs > 0
     assert list(fused.state_dict()) == list(model.state_dict())
     x = torch.rand(2, 3, 300, 300) * 255 - 120
     with torch.no_grad():
@@ -126,7 +132,7 @@ def test_fuse_relu_keeps_names_and_function(tmp_path):
         for (k, a), b in zip(train32.state_dict().items(), train64.state_dict().values()):
             if "running" in k:
                 assert float((a.double() - b).abs().max()) <= 1e-4 * float(b.abs().max()) + 1e-6, k
-    assert cpu_kernels.unfuse_relu(fused) == pairs
+    assert unfuse_relu(fused) == pairs
     assert not any(getattr(m, "relu", False) for m in fused.modules())
     fuse_batchnorm(fused)  # folding works again once unfused
 
@@ -136,7 +142,7 @@ def test_build_cache_and_fallback(tmp_path, monkeypatch, caplog):
     compiler or with GLUON_SSD_CPU_KERNELS=0 torch's kernels run and the reason is logged."""
     monkeypatch.setenv("GLUON_SSD_KERNEL_CACHE", str(tmp_path / "kernels"))
     monkeypatch.setattr(cpu_kernels, "_state", {})
-    caplog.set_level(logging.INFO, logger="convert.cpu_kernels")
+    caplog.set_level(logging.INFO, logger="convert._cpu.kernels")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     assert cpu_kernels.library() is None
     assert "no C compiler" in caplog.text and "torch's kernels run" in caplog.text

@@ -60,7 +60,7 @@ def test_installed_package_runs_from_outside_the_checkout(tmp_path):
     import torch
 
     from convert import load_torch_model
-    from convert.verify import compare_outputs, format_table, torch_outputs
+    from convert.runtime.verify import compare_outputs, format_table, torch_outputs
     from tests.references import gluoncv_params, load
 
     network = "ssd_300_mobilenet0.25_voc"

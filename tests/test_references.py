@@ -6,7 +6,7 @@ rewrites them all: ``.venv/bin/python -m tests.references.write`` (MXNet stack).
 on the MXNet stack it rewrites every reference into a temporary folder and fails where a stored file no longer
 holds what gluoncv writes now.
 
-Bounds (float32 arithmetic, see convert/verify.py and README "python -m convert ... --verify"): raw network
+Bounds (float32 arithmetic, see convert/runtime/verify.py and README "python -m convert ... --verify"): raw network
 outputs within 1e-4 of the largest value, scores within 1e-4, boxes within 1e-4 of the input size, near-tie
 swaps checked to be exact partners; targets, labels and metrics exact or to the last bits, as stated per test.
 """
@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from convert import convert_gluon_file, get_torch_model, gluon_to_torch
-from convert.targets import batch_targets
-from convert.train_ops import SSDLoss
-from convert.verify import compare_outputs, compare_raw, format_table, torch_outputs
+from convert.runtime.verify import compare_outputs, compare_raw, format_table, torch_outputs
+from convert.train.loss import SSDLoss
+from convert.train.target import batch_targets
 from gluon_ssd._mxnet import HAVE_MXNET, as_numpy
 from gluon_ssd.data import COCODetection, SSDDefaultValTransform, open_dataset, read_image
 from gluon_ssd.data.image import auto_interp, imresize

@@ -33,7 +33,7 @@ def _weights(trainer) -> dict:
     """The network's arrays by gluon structural key: the MXNet net's, or the twin's through the key map."""
     if trainer.cfg.backend == "mxnet":
         return {k: p.data().asnumpy().copy() for k, p in trainer.net._collect_params_with_prefix().items()}
-    from convert.mapping import key_map
+    from convert.weights.mapping import key_map
 
     state = trainer.model.state_dict()
     return {g: state[t].detach().cpu().numpy().copy() for t, g in key_map(trainer.model).items()}
@@ -185,9 +185,9 @@ def test_legacy_named_gluoncv_file_resumes(gluoncv_vgg, tiny_train_dataset, tmp_
 # -- both stacks ---------------------------------------------------------------------------------
 def _twin_file(path, name, classes):
     """A parameter file of zoo model ``name`` with ``classes`` as the torch backend writes its .params (the twin's
-    weights through convert.mapping.write_gluon_file; without MXNet by gluon_ssd.ndfile)."""
-    from convert.mapping import write_gluon_file
-    from convert.model import get_torch_model
+    weights through convert.weights.mapping.write_gluon_file; without MXNet by gluon_ssd.ndfile)."""
+    from convert.nn.ssd import get_torch_model
+    from convert.weights.mapping import write_gluon_file
 
     model = get_torch_model(name, classes=classes)
     return write_gluon_file(model, model.state_dict(), path)
@@ -232,7 +232,7 @@ def test_torch_run_resumes_from_its_own_params_and_its_checkpoint(tiny_train_dat
     the _last.ckpt it continues exactly (weights, momentum buffers and position of the archive's bytes)."""
     import glob
 
-    from convert.mapping import key_map
+    from convert.weights.mapping import key_map
     from gluon_ssd import ndfile
     from gluon_ssd.train.run import train
 

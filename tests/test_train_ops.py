@@ -1,4 +1,4 @@
-"""convert.train_ops against MXNet: MXNetSGD vs gluon.Trainer('sgd'), SSDLoss vs gluon_ssd's SSDMultiBoxLoss.
+"""convert.train.optim and .loss against MXNet: MXNetSGD vs gluon.Trainer('sgd'), SSDLoss vs SSDMultiBoxLoss.
 
 References: MXNet 1.9's optimizer kernels run by gluon.Trainer, and gluon_ssd.train.loss (itself checked
 against GluonCV in test_train_target_loss.py) with MXNet autograd for the gradients.
@@ -14,7 +14,8 @@ import pytest
 import torch
 from mxnet import autograd, gluon
 
-from convert.train_ops import MXNetSGD, SSDLoss, train_step
+from convert.train.loss import SSDLoss, train_step
+from convert.train.optim import MXNetSGD
 from gluon_ssd.train.loss import SSDMultiBoxLoss
 
 SHAPES = [(8, 3, 3, 3), (8,), (16, 8), (16,)]   # conv weight, its bias, dense weight, a BatchNorm gamma
@@ -93,10 +94,10 @@ def test_sgd_matches_gluon_trainer(sgd_data, momentum):
 
 @pytest.mark.parametrize("momentum", [0.9, 0.0])
 def test_sgd_kernel_equals_the_foreach_path(monkeypatch, momentum):
-    """The one-pass CPU kernel (convert.cpu_kernels.sgd_update) and the torch foreach path give the same bits,
+    """The one-pass CPU kernel (convert._cpu.kernels.sgd_update) and the torch foreach path give the same bits,
     on tensors large enough to be split over the threads and in channels-last layout; the kernel declines
     what it does not handle (float64, layouts that differ)."""
-    from convert import cpu_kernels
+    from convert._cpu import kernels as cpu_kernels
 
     if cpu_kernels.library() is None:
         pytest.skip("no C compiler: the foreach path is the only one")

@@ -1,7 +1,7 @@
-"""convert.targets (the torch twin of SSD target generation) against gluon_ssd's MXNet targets and GluonCV's.
+"""convert.train.target (the torch twin of SSD target generation) against gluon_ssd's MXNet targets and GluonCV's.
 
 References: :func:`gluon_ssd.train.target.batch_targets` (the same matches; box targets to the bit on the CPU
-with convert.cpu_kernels, within 2 ulp without),
+with convert._cpu.kernels, within 2 ulp without),
 GluonCV's ``SSDTargetGenerator(negative_mining_ratio=-1)`` on batches without padding, MXNet's
 ``contrib.box_iou`` for the IoU (bit for bit), numpy's argmax for the first-maximum rule.
 """
@@ -14,9 +14,9 @@ import torch
 from mxnet import autograd
 
 import gluon_ssd
-from convert import cpu_kernels
+from convert._cpu import kernels as cpu_kernels
 from convert.boxes import box_iou, center_to_corner
-from convert.targets import batch_targets
+from convert.train.target import batch_targets
 from gluon_ssd.data import VOCDetection
 from gluon_ssd.train import target as mx_target
 from tests.test_train_target_loss import gcv_generator, random_ground_truth
@@ -35,7 +35,7 @@ def anchors():
 
 def assert_same_targets(ours, reference, exact_sizes=None):
     """Class targets and box center codes equal to the bit; the size codes too where both sides took the C
-    library's logf (MXNet's CPU log; the twin's on the CPU through convert.cpu_kernels), else within 2 ulp (the
+    library's logf (MXNet's CPU log; the twin's on the CPU through convert._cpu.kernels), else within 2 ulp (the
     correctly rounded log against glibc's logf: one ulp, then the division by the std)."""
     if exact_sizes is None:
         exact_sizes = cpu_kernels.library() is not None
@@ -214,7 +214,7 @@ def test_cuda_equals_cpu(anchors):
 def test_log_is_mxnets_to_the_bit():
     """The size codes' log: the kernel's logf is MXNet's CPU log bit for bit (a million values over 2^-30..2^30,
     and the special values); the fallback (GPU, no compiler) is the correctly rounded log, at most one ulp off."""
-    from convert.targets import _log_as_mxnet
+    from convert.train.target import _log_as_mxnet
 
     rng = np.random.default_rng(8)
     x = np.exp2(rng.uniform(-30, 30, 1_000_000)).astype(np.float32)

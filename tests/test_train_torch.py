@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from convert.mapping import gluon_to_torch, key_map
-from convert.model import get_torch_model
+from convert.nn.ssd import get_torch_model
 from convert.training import load_checkpoint
+from convert.weights.mapping import gluon_to_torch, key_map
 from gluon_ssd.train.fit import SeededAugmentation
 from tests.conftest import ROOT, train_in_process, vgg_train_config
 from tests.helpers import WITHOUT_MXNET, assert_same_steps, free_port, running_beside, sigkill_in_epoch
@@ -91,7 +91,7 @@ def test_torch_backend_starts_from_the_mxnet_weights_and_takes_the_same_steps(vg
 def test_batchnorm_trains_as_mxnet():
     """Training-mode BatchNorm of the twin vs MXNet's: outputs, gradients and the running statistics MXNet
     moves with the biased batch variance (torch's own BatchNorm would use the unbiased one)."""
-    from convert.layers import BatchNorm2d, FixedGammaBatchNorm2d
+    from convert.nn.layers import BatchNorm2d, FixedGammaBatchNorm2d
 
     rng = np.random.RandomState(0)
     x = (rng.randn(2, 8, 5, 5) * 3 + 2).astype("float32")
@@ -135,7 +135,7 @@ def test_batchnorm_model_gradient_equals_mxnet_in_float64(tiny_dataset):
     gradient at most; the float32 gradients of this random-init network are too ill conditioned to compare:
     MXNet's own float32 gradient is 0.83 (median over tensors) of that scale away from its float64 one, the
     twin's 0.02)."""
-    from convert.train_ops import SSDLoss
+    from convert.train.loss import SSDLoss
     from gluon_ssd.data.batchify import batchify_detection
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
     from gluon_ssd.train.loss import SSDMultiBoxLoss
@@ -218,7 +218,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
     # mxnet reads them) and detect as the .pth twin does.
     classes = [c.strip() for c in open(os.path.join(tiny_dataset, "classes.txt")) if c.strip()]
     net = get_model(name, pretrained=full + name + "_best.params", classes=classes)
-    from convert.mapping import load_torch_model
+    from convert.weights.mapping import load_torch_model
 
     twin = load_torch_model(full + name + "_best.pth").eval()
     x = np.random.default_rng(0).normal(0, 1, (1, 3, 300, 300)).astype("float32")
@@ -247,7 +247,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
 def _syncbn_worker(rank, world, port, x, head, out_dir):
     import torch.distributed as dist
 
-    from convert.layers import BatchNorm2d
+    from convert.nn.layers import BatchNorm2d
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -270,7 +270,7 @@ def test_syncbn_over_two_gloo_processes_equals_one_batch(tmp_path):
     """--syncbn: two processes with half the batch each normalize with the statistics of the whole batch, and
     the gradients (summed over the processes, as DDP gives them with the loss scaled by the world size) are
     those of one process holding the whole batch."""
-    from convert.layers import BatchNorm2d
+    from convert.nn.layers import BatchNorm2d
 
     rng = np.random.RandomState(1)
     x = (rng.randn(4, 6, 5, 5) * 2 + 1).astype("float32")
@@ -313,7 +313,7 @@ def test_reuse_freed_memory_stops_the_page_faults_of_large_blocks():
     growing. In a fresh process: the setting is process-wide."""
     code = """
 import resource, torch
-from convert.inference import reuse_freed_memory
+from convert.runtime.inference import reuse_freed_memory
 def step():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     held = [torch.ones(n << 20) for n in (16, 8, 32, 8, 4, 16, 2)]

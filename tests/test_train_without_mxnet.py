@@ -109,7 +109,7 @@ def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_pat
 
 def _check_params_file_in_mxnet(best, pth, dataset):
     """The .params a run wrote without MXNet, loaded into gluon_ssd: the .pth's weights and scores."""
-    from convert.mapping import gluon_to_torch, load_torch_model
+    from convert.weights.mapping import gluon_to_torch, load_torch_model
     from gluon_ssd import get_model
 
     classes = [c.strip() for c in open(os.path.join(dataset, "classes.txt")) if c.strip()]
@@ -179,7 +179,7 @@ def test_demo_without_mxnet(tmp_path):
 @pytest.mark.slow
 def test_ddp_without_mxnet_equals_one_process(tiny_train_dataset, tmp_path):
     """torchrun with 2 gloo processes on 127.0.0.1 where MXNet is not installed (each process starts the twin
-    with convert.init from the same --seed), each with half of every batch, vs one process on the whole batch
+    with convert.train.start from the same --seed), each with half of every batch, vs one process on the whole batch
     (BN-free VGG, two steps): the same weights within the bound of tests/helpers.assert_same_steps: the positive
     count is all-reduced and the gradients summed. (The DDP test of the torch backend: the code after the start
     is the same with MXNet installed.)"""
@@ -219,8 +219,8 @@ finally:
     (after, meta), (reference, _) = load_checkpoint(tmp_path / "ddp" / name), load_checkpoint(tmp_path / "one" / name)
     assert meta["iteration"] == 2
 
-    # The start both took: convert.init with --seed 5 (deterministic; rebuilt here).
-    from convert.init import start_model
+    # The start both took: convert.train.start with --seed 5 (deterministic; rebuilt here).
+    from convert.train.start import start_model
 
     start, _ = start_model("ssd_300_vgg16_atrous_custom", [c.strip() for c in open(
         os.path.join(tiny_train_dataset, "classes.txt")) if c.strip()], seed=5)

@@ -253,7 +253,7 @@ def prepare(cfg: TrainConfig):
     else:
         # Other backends start from the gluon network built and initialized here on the CPU (the same weights
         # for the same --seed), and check their own devices and options. Without MXNet there is no gluon
-        # network (net None): the backend initializes its own the same way (--backend torch: convert.init).
+        # network (net None): the backend initializes its own the same way (--backend torch: convert.train.start).
         ctx = [mx.cpu()] if mx is not None else []
         cls.check_config(cfg)
     if cfg.resume and not os.path.isfile(cfg.resume):

@@ -1,4 +1,4 @@
-/* CPU kernels of the torch trainer (convert/cpu_kernels.py loads them): training-mode BatchNorm with an optional
+/* CPU kernels of the torch trainer (convert/_cpu/kernels.py loads them): training-mode BatchNorm with an optional
  * ReLU after it, fused, for float32 channels-last tensors; and MXNet's SGD update in one pass (at the end).
  *
  * A channels-last (N, C, H, W) tensor is a (rows = N*H*W, C) row-major array. Forward: per-channel mean and
@@ -225,7 +225,7 @@ void gs_sgd_update(long n, float *const *w, const float *const *g, float *const 
 }
 
 /* y = logf(x) elementwise with the C library's logf: the function MXNet's CPU log operator calls for float32, so
- * that the training targets' box size codes (convert/targets.py) are MXNet's to the bit. A plain loop: without
+ * that the training targets' box size codes (convert/train/target.py) are MXNet's to the bit. A plain loop: without
  * -ffast-math the compiler keeps the library call (no vector variant with other rounding). */
 void gs_logf(const float *x, float *y, long n) {
     for (long i = 0; i < n; ++i) y[i] = logf(x[i]);

@@ -1,7 +1,7 @@
 """Gluon <-> PyTorch parameter conversion, by name and shape.
 
 The table from torch state-dict keys to gluon_ssd/GluonCV structural keys is read off the model
-(:func:`key_map`): each layer knows its MXNet name (see :mod:`convert.layers`). Nothing is matched by
+(:func:`key_map`): each layer knows its MXNet name (see :mod:`convert.nn.layers`). Nothing is matched by
 position. What the two files hold besides the mapped weights:
 
 * ``anchor_generators.{i}.anchors`` (GluonCV's precomputed grid) are constants in MXNet files; the
@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
-from .anchors import AnchorGenerator
-from .layers import FixedGammaBatchNorm2d
-from .model import SSD
+from gluon_ssd import ndfile
+from gluon_ssd.fileio import atomic_path
+from gluon_ssd.specs import anchor_alloc_sizes
+
+from ..nn.anchors import AnchorGenerator
+from ..nn.layers import FixedGammaBatchNorm2d
+from ..nn.ssd import SSD, get_torch_model, spec_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +174,6 @@ def torch_to_gluon(model: SSD, state_dict, ignored=None) -> dict[str, np.ndarray
 
 def save_torch_model(model: SSD, path, ignored=None, source: str | None = None) -> str:
     """Write a self-describing .pth: the state dict plus what :func:`load_torch_model` needs."""
-    from gluon_ssd.fileio import atomic_path
-
     path = os.fspath(path)
     payload = {"format": FORMAT, **model.describe(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -203,13 +206,11 @@ def read_torch_file(path) -> dict:
 
 def load_torch_model(path, map_location="cpu") -> SSD:
     """Rebuild the PyTorch SSD saved by ``python -m convert`` (needs only torch and numpy), in eval mode."""
-    from . import specs
-
     payload = read_torch_file(path)
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} is a bare state dict without a model description: build the model with "
                          "convert.get_torch_model(name, classes) and load_state_dict() it")
-    spec = specs.spec_from_dict(payload["spec"])
+    spec = spec_from_dict(payload["spec"])
     nms = payload.get("nms", (0.45, 400, 100))
     model = SSD(spec, payload["classes"], name=payload["network"], stds=payload.get("stds", (0.1, 0.1, 0.2, 0.2)),
                 nms_thresh=nms[0], nms_topk=int(nms[1]), post_nms=int(nms[2]))
@@ -225,8 +226,6 @@ def read_gluon_file(model: SSD, path) -> dict[str, np.ndarray]:
     key formats, arg:/aux: exports, gluon_ssd files) or of a gluon_ssd training checkpoint. Without mxnet:
     parameter files with structural keys (gluon_ssd's, GluonCV's ``save_parameters``), through
     :mod:`gluon_ssd.ndfile`."""
-    import zipfile
-
     try:
         import mxnet  # noqa: F401
     except ImportError:
@@ -249,10 +248,6 @@ def read_gluon_file(model: SSD, path) -> dict[str, np.ndarray]:
 def read_structural_file(path) -> dict[str, np.ndarray]:
     """{structural key: array} of a parameter file with GluonCV's structural keys, read without MXNet
     (``arg:``/``aux:`` prefixes dropped); a ValueError that says what to do for anything else."""
-    import zipfile
-
-    from gluon_ssd import ndfile
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"parameter file not found: {path}")
@@ -272,8 +267,6 @@ def read_structural_file(path) -> dict[str, np.ndarray]:
 
 def convert_gluon_file(network: str, params, classes=None) -> tuple[SSD, dict[str, torch.Tensor]]:
     """(torch model with the file's weights, ignored MXNet values) for an MXNet parameter file."""
-    from .model import get_torch_model
-
     if os.path.isdir(os.fspath(params)):
         raise ValueError(f"{params} is a folder: pass a .params file or a training checkpoint (.ckpt) itself")
     model = get_torch_model(network, classes=classes)
@@ -286,8 +279,6 @@ def convert_gluon_file(network: str, params, classes=None) -> tuple[SSD, dict[st
 def gluon_arrays(model: SSD, state_dict, ignored=None) -> dict[str, np.ndarray]:
     """Every array of the gluon_ssd/GluonCV parameter file of ``state_dict`` (of ``model``), by structural key:
     :func:`torch_to_gluon` plus the stored anchor grids (:func:`gluon_ssd.specs.anchor_alloc_sizes`). No MXNet."""
-    from gluon_ssd.specs import anchor_alloc_sizes
-
     arrays = torch_to_gluon(model, state_dict, ignored)
     for i, side in enumerate(anchor_alloc_sizes(len(model.anchor_generators))):
         arrays[f"anchor_generators.{i}.anchors"] = anchor_grid(model.anchor_generators[i], side, side)
@@ -301,8 +292,6 @@ def write_gluon_file(model: SSD, state_dict, path, ignored=None) -> str:
     try:
         import mxnet as mx
     except ImportError:
-        from gluon_ssd import ndfile
-
         ndfile.save(path, gluon_arrays(model, state_dict, ignored))
         return os.fspath(path)
 

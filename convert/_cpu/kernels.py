@@ -1,14 +1,15 @@
-"""CPU kernels of the torch trainer (``cpu_kernels.c``): a fused training-mode BatchNorm + ReLU for float32
+"""CPU kernels of the torch trainer (``kernels.c``): a fused training-mode BatchNorm + ReLU for float32
 channels-last tensors, and MXNet's SGD update in one pass.
 
 torch's eager CPU training step spends a MobileNet-SSD step's BatchNorm + ReLU in four kernels per layer
 (batch_norm, relu_, threshold_backward, batch_norm_backward), six passes over memory; the fused kernel does
 the layer's forward in two passes and its backward in two (BENCHMARKS.md, "Training the twin"). The ReLU that
-follows a BatchNorm is folded into it by :func:`fuse_relu` (``train_ssd.py --backend torch --channels-last`` on
-the CPU), and :func:`convert.layers.mxnet_batch_norm` runs such a BatchNorm with :func:`batch_norm` where
-:func:`applies` says so. A BatchNorm with no ReLU after it keeps torch's kernel: with the same number of passes
-(two each way) torch's is 5-50% faster than this one there (measured on ResNet-50's shapes).
-:func:`sgd_update` is :class:`convert.train_ops.MXNetSGD`'s update on the CPU: the same float32 operations in
+follows a BatchNorm is folded into it by :func:`convert.nn.layers.fuse_relu` (``train_ssd.py --backend torch
+--channels-last`` on the CPU), and :func:`convert.nn.layers.mxnet_batch_norm` runs such a BatchNorm with
+:func:`batch_norm` where :func:`applies` says so. A BatchNorm with no ReLU after it keeps torch's kernel: with
+the same number of passes (two each way) torch's is 5-50% faster than this one there (measured on ResNet-50's
+shapes).
+:func:`sgd_update` is :class:`convert.train.optim.MXNetSGD`'s update on the CPU: the same float32 operations in
 the same order as its torch fallback (six passes over memory and two temporaries), in one pass. :func:`logf` is
 the C library's logf, which MXNet's CPU log calls: the training targets' box size codes to MXNet's last bit.
 
@@ -16,6 +17,8 @@ The C source is compiled on first use with the system's C compiler (``$CC``, els
 ``$GLUON_SSD_KERNEL_CACHE`` (default ``~/.cache/gluon_ssd/kernels``), one file per source, flags and CPU (it is
 built for the CPU it runs on), written atomically. Without a compiler, or with ``GLUON_SSD_CPU_KERNELS=0``,
 nothing changes: torch's own kernels run (:func:`library` returns None; the reason is logged once).
+
+A leaf: it sees tensors, never modules, and imports nothing of the project.
 """
 from __future__ import annotations
 
@@ -23,19 +26,19 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["library", "applies", "batch_norm", "fuse_relu", "unfuse_relu", "sgd_update", "logf"]
+__all__ = ["library", "applies", "batch_norm", "sgd_update", "logf"]
 
-SOURCE = Path(__file__).with_name("cpu_kernels.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared"]
 _state: dict = {}
 
@@ -47,8 +50,6 @@ def _cpu_key() -> str:
             lines = [line for line in f if line.startswith(("model name", "flags"))]
         return "".join(sorted(set(lines)))
     except OSError:
-        import platform
-
         return platform.processor() or platform.machine()
 
 
@@ -170,51 +171,12 @@ def batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.T
     return out
 
 
-def fuse_relu(model: nn.Module) -> int:
-    """Fold each ReLU that directly follows a BatchNorm in an ``nn.Sequential`` into that BatchNorm (its
-    ``relu`` attribute; the ReLU's slot becomes an Identity, so parameter names do not change). The network
-    computes the same function; returns how many were folded. :func:`unfuse_relu` undoes it."""
-    from .layers import BatchNorm2d, FixedGammaBatchNorm2d
-
-    folded = 0
-    for seq, bn, slot in _neighbours(model):
-        if isinstance(bn, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(seq._modules[slot]) is nn.ReLU:
-            bn.relu = True
-            seq._modules[slot] = _FoldedReLU()
-            folded += 1
-    return folded
-
-
-def unfuse_relu(model: nn.Module) -> int:
-    """Put back the ReLUs :func:`fuse_relu` folded; returns how many."""
-    restored = 0
-    for seq, bn, slot in _neighbours(model):
-        if isinstance(seq._modules[slot], _FoldedReLU):
-            bn.relu = False
-            seq._modules[slot] = nn.ReLU(inplace=True)
-            restored += 1
-    return restored
-
-
-def _neighbours(model: nn.Module):
-    """(sequential, module, name of the next slot) for each pair of neighbours in the model's nn.Sequentials."""
-    for seq in list(model.modules()):
-        if isinstance(seq, nn.Sequential):
-            names = list(seq._modules)
-            for first, second in zip(names, names[1:]):
-                yield seq, seq._modules[first], second
-
-
-class _FoldedReLU(nn.Identity):
-    """The slot of a ReLU that :func:`fuse_relu` folded into the BatchNorm before it."""
-
-
 def _dense(t: torch.Tensor) -> bool:
     return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
 
 
 def sgd_update(weights, grads, buffers, momentum: float, lr_wd: float, lr_rescale: float) -> bool:
-    """MXNet's SGD update (see :class:`convert.train_ops.MXNetSGD`) of every weight in one call; ``buffers``
+    """MXNet's SGD update (see :class:`convert.train.optim.MXNetSGD`) of every weight in one call; ``buffers``
     None without momentum. False (nothing done) unless all are dense float32 CPU tensors laid out alike and the
     kernels are available. The float32 scalars must be given already rounded (MXNet's ``lr * wd`` etc.)."""
     tensors = [*weights, *grads, *(buffers or ())]

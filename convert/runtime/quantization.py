@@ -9,7 +9,7 @@ Only the network's convolutions, ReLUs, residual sums and max-pools are quantize
 whose int8 logits would move the scores stay float32, :mod:`gluon_ssd.int8_heads`): per-channel int8 weights,
 uint8 activations (QDQ format), calibrated on
 preprocessed images by min/max ('naive') or entropy. Anchors, box decoding and NMS stay float32 in torch
-(:meth:`convert.model.SSD.postprocess`), so detections come out as with every other backend. The .onnx
+(:meth:`convert.nn.ssd.SSD.postprocess`), so detections come out as with every other backend. The .onnx
 file records the model name and classes; loading it needs no MXNet.
 """
 from __future__ import annotations
@@ -25,9 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from gluon_ssd.cpu import has_int8_dot_product
+from gluon_ssd.fileio import atomic_path
 from gluon_ssd.int8_heads import check_quantize_heads, choose_float_heads
 
-from .model import SSD, get_torch_model
+from ..nn.ssd import SSD, get_torch_model
+from .inference import fuse_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,6 @@ class _Network(nn.Module):
 
 
 def _export_network(model: SSD, path: str, height: int, width: int) -> None:
-    from .inference import fuse_batchnorm
-
     net = _Network(fuse_batchnorm(model.eval().float()).to("cpu")).eval()
     dummy = torch.zeros(1, 3, height, width)
     with warnings.catch_warnings():
@@ -113,7 +114,6 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from gluon_ssd.cpu import has_int8_dot_product
     check_quantize_heads(quantize_heads)
     if calib_mode not in CALIB_METHODS:
         raise ValueError(f"calib_mode {calib_mode!r}: the twin's int8 calibration is one of "
@@ -157,8 +157,6 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
                 "calib_mode": calib_mode, "calib_examples": len(reader.images), "reduce_range": reduce_range}
         entry = graph.metadata_props.add()
         entry.key, entry.value = _META_KEY, json.dumps(meta)
-        from gluon_ssd.fileio import atomic_path
-
         with atomic_path(out_path) as tmp_out:
             onnx.save(graph, tmp_out)
     log.info("wrote int8 ONNX %s (%s calibration on %d images)", out_path, calib_mode, len(reader.images))

@@ -4,7 +4,11 @@ Every layer with parameters carries ``gluon_key``: the prefix of its parameters 
 file (``features.resnetv10_stage1_conv0_`` for backbones built as a SymbolBlock,
 ``features.stages.0.0.`` for structural Gluon blocks). ``GLUON_NAMES`` maps each torch parameter or
 buffer name of the layer to the MXNet suffix. The conversion table is read off these attributes
-(:func:`convert.mapping.key_map`), so weights are matched by name, never by position.
+(:func:`convert.weights.mapping.key_map`), so weights are matched by name, never by position.
+:class:`LayerNames` numbers layers as MXNet does, :func:`assign_structural_keys` names Gluon-style blocks.
+
+:func:`fuse_relu` folds the ReLU after a BatchNorm into it (the fused CPU kernel of :mod:`convert._cpu.kernels`
+then runs both in one); it walks modules here so that the kernels themselves only see tensors.
 """
 from __future__ import annotations
 
@@ -12,7 +16,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cpu_kernels
+from .._cpu import kernels as cpu_kernels
+
+
+class LayerNames:
+    """MXNet's per-scope layer numbering: ``names('conv')`` -> '<prefix>conv0_', then 'conv1_', ... per hint."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, hint: str) -> str:
+        n = self.counts.get(hint, 0)
+        self.counts[hint] = n + 1
+        return f"{self.prefix}{hint}{n}_"
+
+
+def assign_structural_keys(module: nn.Module, root: str) -> None:
+    """Gluon blocks: a layer's MXNet key prefix is its path (the torch modules mirror the Gluon tree)."""
+    for path, layer in module.named_modules():
+        if hasattr(layer, "gluon_names"):
+            layer.gluon_key = f"{root}.{path}." if path else f"{root}."
 
 
 class Conv2d(nn.Conv2d):
@@ -39,7 +63,7 @@ def mxnet_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: t
     momentum) * running + momentum * batch``, ``momentum`` in torch's sense (0.1 = MXNet's 0.9). With
     ``sync`` (``--syncbn`` under torch.distributed) the statistics are those of the batch over all processes:
     per-channel sums are all-reduced, with gradients flowing through the reduction. With ``relu``, float32
-    channels-last input on the CPU goes through the fused kernel of :mod:`convert.cpu_kernels` where it is
+    channels-last input on the CPU goes through the fused kernel of :mod:`convert._cpu.kernels` where it is
     available (without a ReLU to fold in, torch's own BatchNorm kernel is the faster).
     """
     if relu and not sync and cpu_kernels.applies(x):
@@ -94,7 +118,7 @@ class BatchNorm2d(nn.BatchNorm2d):
         self.gluon_key = gluon_key
         self.stats = stats
         self.sync = False
-        self.relu = False  # a ReLU folded in by convert.cpu_kernels.fuse_relu
+        self.relu = False  # a ReLU folded in by fuse_relu
 
     def gluon_names(self) -> dict[str, str]:
         return {"weight": "gamma", "bias": "beta", "running_mean": f"{self.stats}_mean",
@@ -133,7 +157,7 @@ class FixedGammaBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.sync = False
-        self.relu = False  # a ReLU folded in by convert.cpu_kernels.fuse_relu
+        self.relu = False  # a ReLU folded in by fuse_relu
 
     def gluon_names(self) -> dict[str, str]:
         return {"bias": "beta", "running_mean": f"{self.stats}_mean", "running_var": f"{self.stats}_var"}
@@ -188,3 +212,40 @@ def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int, pad: int, groups
     """conv (no bias) -> Gluon BatchNorm -> ReLU, as MobileNet's ``_add_conv``."""
     return Unit(Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False, gluon_key=conv_key),
                 BatchNorm2d(cout, gluon_key=bn_key), nn.ReLU(inplace=True))
+
+
+def fuse_relu(model: nn.Module) -> int:
+    """Fold each ReLU that directly follows a BatchNorm in an ``nn.Sequential`` into that BatchNorm (its
+    ``relu`` attribute; the ReLU's slot becomes an Identity, so parameter names do not change). The network
+    computes the same function; returns how many were folded. :func:`unfuse_relu` undoes it."""
+    folded = 0
+    for seq, bn, slot in _neighbours(model):
+        if isinstance(bn, (BatchNorm2d, FixedGammaBatchNorm2d)) and type(seq._modules[slot]) is nn.ReLU:
+            bn.relu = True
+            seq._modules[slot] = _FoldedReLU()
+            folded += 1
+    return folded
+
+
+def unfuse_relu(model: nn.Module) -> int:
+    """Put back the ReLUs :func:`fuse_relu` folded; returns how many."""
+    restored = 0
+    for seq, bn, slot in _neighbours(model):
+        if isinstance(seq._modules[slot], _FoldedReLU):
+            bn.relu = False
+            seq._modules[slot] = nn.ReLU(inplace=True)
+            restored += 1
+    return restored
+
+
+def _neighbours(model: nn.Module):
+    """(sequential, module, name of the next slot) for each pair of neighbours in the model's nn.Sequentials."""
+    for seq in list(model.modules()):
+        if isinstance(seq, nn.Sequential):
+            names = list(seq._modules)
+            for first, second in zip(names, names[1:]):
+                yield seq, seq._modules[first], second
+
+
+class _FoldedReLU(nn.Identity):
+    """The slot of a ReLU that :func:`fuse_relu` folded into the BatchNorm before it."""

@@ -25,7 +25,7 @@ import torch
 
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS  # numpy only: no mxnet needed
 
-from .boxes import decode, nms_iou
+from ..boxes import decode, nms_iou
 
 
 def decode_boxes(box_preds: torch.Tensor, anchors: torch.Tensor, stds: list[float]) -> torch.Tensor:

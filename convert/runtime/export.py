@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from .model import SSD
+from ..nn.ssd import SSD
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,12 @@
-"""PyTorch feature extractors equal to gluon_ssd's: VGG16-atrous, ResNet v1/v2, MobileNet, ResNet34-v1b.
+"""PyTorch twins of gluon_ssd's feature extractors on ``mxnet.gluon.model_zoo.vision`` classifiers (ResNet v1/v2,
+MobileNet) with the SSD extra layers (:mod:`gluon_ssd.nn.features`); VGG16-atrous is in :mod:`convert.nn.vgg`,
+ResNet34-v1b in :mod:`convert.nn.resnetv1b`.
 
 Each returns the list of SSD feature maps and exposes ``out_channels``. Layers carry their MXNet names
-(see :mod:`convert.layers`), assigned by the same rules MXNet uses, so files convert by name:
-
-* Backbones from ``mxnet.gluon.model_zoo.vision`` (ResNet v1/v2, MobileNet) are a SymbolBlock in
-  gluon_ssd: their keys are ``features.`` + the full layer name, e.g. ``features.resnetv10_stage3_conv4_``.
-  MXNet numbers layers per name scope in creation order (``conv0, conv1, ...`` within ``stage3_``).
-* VGG16-atrous and ResNet34-v1b are plain Gluon blocks: their keys are the block paths
-  (``features.stages.0.0.``), and the torch modules sit at the same paths.
+(see :mod:`convert.nn.layers`), assigned by the same rules MXNet uses, so files convert by name: these
+backbones are a SymbolBlock in gluon_ssd, their keys are ``features.`` + the full layer name, e.g.
+``features.resnetv10_stage3_conv4_``. MXNet numbers layers per name scope in creation order (``conv0, conv1,
+...`` within ``stage3_``).
 
 The taps are the names of layer outputs in the MXNet graph:
 
@@ -24,17 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gluon_ssd.specs import (
-    IMAGENET_STD,
-    RESNET34_V1B_CHANNELS,
-    RESNET34_V1B_LAYERS,
-    RESNET34_V1B_SSD_STRIDES,
-    VGG16_STAGES,
-    VGG_EXTRAS,
-    transition_channels,
-)
+from gluon_ssd.specs import transition_channels
 
-from .layers import BatchNorm2d, Conv2d, FixedGammaBatchNorm2d, L2Norm, Unit, conv_bn_relu
+from .layers import BatchNorm2d, Conv2d, FixedGammaBatchNorm2d, LayerNames, Unit, conv_bn_relu
 
 # mxnet.gluon.model_zoo.vision ResNets: depth -> (block kind, blocks per stage, channels).
 RESNET_LAYERS = {
@@ -46,92 +37,7 @@ RESNET_LAYERS = {
 }
 
 
-class _Names:
-    """MXNet's per-scope layer numbering: ``names('conv')`` -> '<prefix>conv0_', then 'conv1_', ..."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, hint: str) -> str:
-        n = self.counts.get(hint, 0)
-        self.counts[hint] = n + 1
-        return f"{self.prefix}{hint}{n}_"
-
-
-def assign_structural_keys(module: nn.Module, root: str) -> None:
-    """Gluon blocks: a layer's MXNet key prefix is its path (the torch modules mirror the Gluon tree)."""
-    for path, layer in module.named_modules():
-        if hasattr(layer, "gluon_names"):
-            layer.gluon_key = f"{root}.{path}." if path else f"{root}."
-
-
-def _max_pool_ceil(x: torch.Tensor, kernel: int, stride: int, pad: int) -> torch.Tensor:
-    # MXNet pooling_convention='full' is ceil mode (Caffe SSD): 75 -> 38 on the 300 model.
-    return F.max_pool2d(x, kernel, stride, pad, ceil_mode=True)
-
-
-class VGGAtrous(nn.Module):
-    """VGG16 with dilated fc6/fc7, L2-normalized conv4_3, and the SSD extra layers.
-
-    Forward: x (B, 3, H, W) ImageNet-normalized RGB -> [conv4_3 normalized, fc7, extra_1, ...].
-    """
-
-    def __init__(self, size: int):
-        super().__init__()
-        if size not in VGG_EXTRAS:
-            raise ValueError(f"VGG16-atrous SSD exists for input sizes {sorted(VGG_EXTRAS)}, not {size}")
-        # Multiplying ImageNet-normalized input by std*255 gives back the Caffe mean-subtracted range.
-        self.register_buffer("init_scale", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255)
-        stages = []
-        cin = 3
-        for depth, channels in VGG16_STAGES:
-            layers: list[nn.Module] = []
-            for _ in range(depth):
-                layers += [Conv2d(cin, channels, 3, padding=1), nn.ReLU(inplace=True)]
-                cin = channels
-            stages.append(nn.Sequential(*layers))
-        stages.append(nn.Sequential(Conv2d(cin, 1024, 3, padding=6, dilation=6), nn.ReLU(inplace=True),
-                                    Conv2d(1024, 1024, 1), nn.ReLU(inplace=True)))
-        self.stages = nn.ModuleList(stages)
-        self.norm4 = L2Norm(VGG16_STAGES[3][1])
-        extras = []
-        cin = 1024
-        self.out_channels = [VGG16_STAGES[3][1], 1024]
-        for config in VGG_EXTRAS[size]:
-            layers = []
-            for channels, kernel, stride, pad in config:
-                layers += [Conv2d(cin, channels, kernel, stride, pad), nn.ReLU(inplace=True)]
-                cin = channels
-            extras.append(nn.Sequential(*layers))
-            self.out_channels.append(cin)
-        self.extras = nn.ModuleList(extras)
-        assign_structural_keys(self, "features")
-
-    def gluon_names(self) -> dict[str, str]:
-        return {"init_scale": "init_scale"}
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = x * self.init_scale
-        outputs: list[torch.Tensor] = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i < 3:
-                x = _max_pool_ceil(x, 2, 2, 0)
-            elif i == 3:
-                outputs.append(self.norm4(x))
-                x = _max_pool_ceil(x, 2, 2, 0)
-            elif i == 4:
-                x = _max_pool_ceil(x, 3, 1, 1)
-            else:
-                outputs.append(x)
-        for extra in self.extras:
-            x = extra(x)
-            outputs.append(x)
-        return outputs
-
-
-def _projection(cin: int, channels: int, stride: int, names: _Names):
+def _projection(cin: int, channels: int, stride: int, names: LayerNames):
     """The 1x1 conv + BN shortcut of a residual block whose shape changes, else None (identity)."""
     if stride == 1 and cin == channels:
         return None
@@ -142,7 +48,7 @@ def _projection(cin: int, channels: int, stride: int, names: _Names):
 class BasicBlockV1(nn.Module):
     """ResNet v1 basic block (mxnet vision): two 3x3 convs without bias, BN; ReLU after the sum."""
 
-    def __init__(self, cin: int, channels: int, stride: int, names: _Names):
+    def __init__(self, cin: int, channels: int, stride: int, names: LayerNames):
         super().__init__()
         self.conv1 = Conv2d(cin, channels, 3, stride, 1, bias=False, gluon_key=names("conv"))
         self.bn1 = BatchNorm2d(channels, gluon_key=names("batchnorm"))
@@ -160,7 +66,7 @@ class BasicBlockV1(nn.Module):
 class BottleneckV1(nn.Module):
     """ResNet v1 bottleneck (mxnet vision): stride on the first 1x1 conv; the 1x1 convs have biases."""
 
-    def __init__(self, cin: int, channels: int, stride: int, names: _Names):
+    def __init__(self, cin: int, channels: int, stride: int, names: LayerNames):
         super().__init__()
         mid = channels // 4
         self.conv1 = Conv2d(cin, mid, 1, stride, bias=True, gluon_key=names("conv"))
@@ -188,7 +94,7 @@ class BottleneckV2(nn.Module):
     tapped block of an SSD, whose later layers MXNet's graph does not contain).
     """
 
-    def __init__(self, cin: int, channels: int, stride: int, names: _Names, tap: int = 3, stop: int = 3):
+    def __init__(self, cin: int, channels: int, stride: int, names: LayerNames, tap: int = 3, stop: int = 3):
         super().__init__()
         mid = channels // 4
         self.tap = tap
@@ -302,7 +208,7 @@ def resnet_features(depth: int, version: int, taps, filters, reduce_ratio=1.0, m
         raise ValueError(f"ResNet taps {list(taps)} must be distinct and in network order")
     last_stage, last_block, last_act = parsed[-1]
     prefix = f"features.resnetv{version}0_"
-    top = _Names(prefix)
+    top = LayerNames(prefix)
     if version == 1:
         stem = Unit(Conv2d(3, channels[0], 7, 2, 3, bias=False, gluon_key=top("conv")),
                     BatchNorm2d(channels[0], gluon_key=top("batchnorm")), nn.ReLU(inplace=True),
@@ -319,7 +225,7 @@ def resnet_features(depth: int, version: int, taps, filters, reduce_ratio=1.0, m
     for s, count in enumerate(layers, start=1):
         if s > last_stage:
             break
-        names = _Names(f"{prefix}stage{s}_")
+        names = LayerNames(f"{prefix}stage{s}_")
         for b in range(count):
             if (s, b) > (last_stage, last_block):
                 break
@@ -348,7 +254,7 @@ def resnet_features(depth: int, version: int, taps, filters, reduce_ratio=1.0, m
 
 def mobilenet_features(multiplier: float, taps, filters, reduce_ratio=1.0, min_depth=128):
     """MobileNet v1 of mxnet.gluon.model_zoo.vision, cut at its taps, with the SSD extra layers."""
-    names = _Names("features.mobilenet0_")
+    names = LayerNames("features.mobilenet0_")
     dw_channels = [int(c * multiplier) for c in [32, 64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024]]
     channels = [int(c * multiplier) for c in [64] + [128] * 2 + [256] * 2 + [512] * 6 + [1024] * 2]
     strides = [1, 2] * 3 + [1] * 5 + [2, 1]
@@ -373,84 +279,3 @@ def mobilenet_features(multiplier: float, taps, filters, reduce_ratio=1.0, min_d
     tap_channels = [unit_channels[i] for i in tap_units]
     extras, extra_channels = expand_layers(tap_channels[-1], filters, reduce_ratio, min_depth)
     return TappedBackbone(units, tap_units, tap_channels, extras, extra_channels)
-
-
-class BasicBlockV1b(nn.Module):
-    """ResNet v1b basic block (GluonCV): stride on the first 3x3 conv; projection shortcut."""
-
-    def __init__(self, cin: int, channels: int, stride: int):
-        super().__init__()
-        self.conv1 = Conv2d(cin, channels, 3, stride, 1, bias=False)
-        self.bn1 = BatchNorm2d(channels)
-        self.conv2 = Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.bn2 = BatchNorm2d(channels)
-        self.downsample = None
-        if stride != 1 or cin != channels:
-            self.downsample = nn.Sequential(Conv2d(cin, channels, 1, stride, bias=False), BatchNorm2d(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
-
-
-class ResNet34V1bSSD(nn.Module):
-    """GluonCV's ``ResNetV1bSSD`` for resnet34_v1b: stage1 = conv1..layer2 (stride 8); stage2 = layer3
-    (stride removed) and layer4; extra stages of 1x1 + 3x3/2 convs with bias and no BN.
-
-    Forward: x -> [stage1 out, stage2 out, extra_1, ...].
-    """
-
-    def __init__(self, filters):
-        super().__init__()
-        depths, widths, strides = RESNET34_V1B_LAYERS, RESNET34_V1B_CHANNELS, RESNET34_V1B_SSD_STRIDES
-        layers = []
-        cin = 64
-        for depth, width, stride in zip(depths, widths, strides):
-            blocks = [BasicBlockV1b(cin if b == 0 else width, width, stride if b == 0 else 1)
-                      for b in range(depth)]
-            layers.append(nn.Sequential(*blocks))
-            cin = width
-        self.stage1 = nn.Sequential(Conv2d(3, 64, 7, 2, 3, bias=False), BatchNorm2d(64), nn.ReLU(inplace=True),
-                                    nn.MaxPool2d(3, 2, 1), layers[0], layers[1])
-        self.stage2 = nn.Sequential(layers[2], layers[3])
-        more = []
-        cin = widths[-1]
-        for i, out in enumerate(filters):
-            pad = 0 if i == len(filters) - 1 else 1
-            mid = transition_channels(out)
-            more.append(nn.Sequential(Conv2d(cin, mid, 1), nn.ReLU(inplace=True),
-                                      Conv2d(mid, out, 3, 2, pad), nn.ReLU(inplace=True)))
-            cin = out
-        self.more_stages = nn.ModuleList(more)
-        self.out_channels = [widths[1], widths[3]] + list(filters)
-        assign_structural_keys(self, "features")
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        y1 = self.stage1(x)
-        y = self.stage2(y1)
-        outputs = [y1, y]
-        for stage in self.more_stages:
-            y = stage(y)
-            outputs.append(y)
-        return outputs
-
-
-def build_features(spec) -> nn.Module:
-    """The feature extractor of a zoo row (``spec``: backbone, taps, filters, base_size, ...)."""
-    backbone = spec.backbone
-    if backbone == "vgg16_atrous":
-        return VGGAtrous(spec.base_size)
-    if backbone == "resnet34_v1b":
-        return ResNet34V1bSSD(spec.filters)
-    base = backbone.replace("_lite", "")
-    match = re.fullmatch(r"resnet(\d+)_v([12])", base)
-    if match and int(match.group(1)) in RESNET_LAYERS:
-        return resnet_features(int(match.group(1)), int(match.group(2)), spec.taps, spec.filters,
-                               spec.reduce_ratio, spec.min_depth)
-    match = re.fullmatch(r"mobilenet(\d+(?:\.\d+)?)", base)
-    if match:
-        return mobilenet_features(float(match.group(1)), spec.taps, spec.filters, spec.reduce_ratio,
-                                  spec.min_depth)
-    raise ValueError(f"backbone {backbone!r} has no PyTorch twin (supported: vgg16_atrous, resnet34_v1b, "
-                     "resnet{18,34,50,101,152}_v1, resnet{50,101,152}_v2, mobilenet<multiplier>)")

@@ -32,7 +32,8 @@ import os
 import numpy as np
 import torch
 
-from .model import SSD
+from ..nn.ssd import SSD
+from .inference import autocast, resolve_device
 
 RAW_TOL = 1e-4          # raw logits / offsets, relative to the largest reference value
 CUDA_RAW_TOL = 1e-3     # the same for the twin run on a CUDA device (float32, TF32 off)
@@ -181,8 +182,6 @@ def gluon_reference(net, x, train: bool = True) -> dict:
 def torch_outputs(model: SSD, x: torch.Tensor, train: bool = True, device="cpu") -> dict:
     """The twin's outputs under the same names as :func:`gluon_reference`, computed on ``device`` in strict
     float32 (TF32 off); ``model`` itself is not changed."""
-    from .inference import autocast, resolve_device
-
     device = resolve_device(device)
     runner = copy.deepcopy(model).to(device).eval()
 

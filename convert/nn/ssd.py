@@ -1,14 +1,32 @@
-"""The PyTorch twin of gluon_ssd's SSD: features -> per-layer heads -> anchors -> decode + per-class NMS."""
+"""The PyTorch twin of gluon_ssd's SSD: features -> per-layer heads -> anchors -> decode + per-class NMS.
+
+The zoo table is ``gluon_ssd.specs.MODEL_SPECS`` (one table for both frameworks, no mxnet in it). Converted
+``.pth`` files carry their row (:func:`spec_to_dict`, :func:`spec_from_dict`), so
+:func:`convert.load_torch_model` needs neither mxnet nor the table: a machine with only torch and numpy can
+load and run them.
+"""
 from __future__ import annotations
+
+import dataclasses
+import re
+import types
 
 import torch
 from torch import nn
 
-from . import specs as _specs
+from gluon_ssd.classes import DATASET_CLASSES
+from gluon_ssd.specs import get_spec
+
 from .anchors import AnchorGenerator
-from .backbones import build_features
+from .features import RESNET_LAYERS, mobilenet_features, resnet_features
 from .layers import Conv2d
 from .postprocess import detect
+from .resnetv1b import ResNet34V1bSSD
+from .vgg import VGGAtrous
+
+# The fields of a zoo row that the PyTorch twin reads (and a saved .pth file carries).
+SPEC_FIELDS = ("base_size", "backbone", "dataset", "sizes", "ratios", "steps", "taps", "filters",
+               "anchor_kind", "predictor_kernel", "reduce_ratio", "min_depth")
 
 
 class SSD(nn.Module):
@@ -115,7 +133,7 @@ class SSD(nn.Module):
     @torch.jit.ignore
     def describe(self) -> dict[str, object]:
         """What a saved file needs to rebuild this model (see :func:`convert.load_torch_model`)."""
-        return {"network": self.name, "classes": list(self.classes), "spec": _specs.spec_to_dict(self.spec),
+        return {"network": self.name, "classes": list(self.classes), "spec": spec_to_dict(self.spec),
                 "stds": list(self.stds), "nms": [self.nms_thresh, self.nms_topk, self.post_nms]}
 
 
@@ -135,9 +153,51 @@ def get_torch_model(name: str, classes=None, **kwargs) -> SSD:
     classes : class names; required for '*_custom' models; default the dataset's.
     kwargs : stds, nms_thresh, nms_topk, post_nms.
     """
-    spec = _specs.get_spec(name)
+    spec = get_spec(name)
     if classes is None:
-        classes = _specs.dataset_classes(spec.dataset)
+        classes = DATASET_CLASSES.get(spec.dataset)
         if classes is None:
             raise ValueError(f"{name} is a custom model: pass classes=[...] with your class names")
     return SSD(spec, classes, name=name, **kwargs)
+
+
+def build_features(spec) -> nn.Module:
+    """The feature extractor of a zoo row (``spec``: backbone, taps, filters, base_size, ...)."""
+    backbone = spec.backbone
+    if backbone == "vgg16_atrous":
+        return VGGAtrous(spec.base_size)
+    if backbone == "resnet34_v1b":
+        return ResNet34V1bSSD(spec.filters)
+    base = backbone.replace("_lite", "")
+    match = re.fullmatch(r"resnet(\d+)_v([12])", base)
+    if match and int(match.group(1)) in RESNET_LAYERS:
+        return resnet_features(int(match.group(1)), int(match.group(2)), spec.taps, spec.filters,
+                               spec.reduce_ratio, spec.min_depth)
+    match = re.fullmatch(r"mobilenet(\d+(?:\.\d+)?)", base)
+    if match:
+        return mobilenet_features(float(match.group(1)), spec.taps, spec.filters, spec.reduce_ratio,
+                                  spec.min_depth)
+    raise ValueError(f"backbone {backbone!r} has no PyTorch twin (supported: vgg16_atrous, resnet34_v1b, "
+                     "resnet{18,34,50,101,152}_v1, resnet{50,101,152}_v2, mobilenet<multiplier>)")
+
+
+def spec_to_dict(spec) -> dict:
+    """Plain python (str/int/float/tuple) description of a row, for saving inside a .pth file."""
+    if dataclasses.is_dataclass(spec):
+        spec = dataclasses.asdict(spec)
+    elif not isinstance(spec, dict):
+        spec = vars(spec)
+    return {k: spec[k] for k in SPEC_FIELDS}
+
+
+def spec_from_dict(data: dict):
+    """A read-only row rebuilt from :func:`spec_to_dict`'s output."""
+    missing = [k for k in SPEC_FIELDS if k not in data]
+    if missing:
+        raise ValueError(f"model description is missing {', '.join(missing)}: the file was not written by "
+                         "convert (re-convert it with python -m convert)")
+
+    def freeze(value):
+        return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    return types.SimpleNamespace(**{k: freeze(data[k]) for k in SPEC_FIELDS})

@@ -12,9 +12,10 @@ import sys
 import torch
 from torch import nn
 
-from .backbones import BasicBlockV1, BasicBlockV1b, BottleneckV1, BottleneckV2
-from .layers import BatchNorm2d, FixedGammaBatchNorm2d
-from .model import SSD, to_torchvision
+from ..nn.features import BasicBlockV1, BottleneckV1, BottleneckV2
+from ..nn.layers import BatchNorm2d, FixedGammaBatchNorm2d
+from ..nn.resnetv1b import BasicBlockV1b
+from ..nn.ssd import SSD, to_torchvision
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Images per network call on CPU. Measured with torch 2.13 on two cores (BENCHMARKS.md): a batch of 8 run one
@@ -86,8 +87,8 @@ def autocast(device, dtype: str):
 def _fold(conv: nn.Conv2d, bn: nn.Module) -> None:
     """Fold an inference-mode BatchNorm that follows ``conv`` into the conv's weight and bias."""
     if getattr(bn, "relu", False):
-        raise ValueError("this BatchNorm has a ReLU folded into it (convert.cpu_kernels.fuse_relu); "
-                         "call convert.cpu_kernels.unfuse_relu(model) before folding")
+        raise ValueError("this BatchNorm has a ReLU folded into it (convert.nn.layers.fuse_relu); "
+                         "call convert.nn.layers.unfuse_relu(model) before folding")
     with torch.no_grad():
         std = torch.sqrt(bn.running_var + bn.eps)
         gamma = bn.weight if isinstance(bn, BatchNorm2d) else torch.ones_like(std)

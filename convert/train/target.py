@@ -13,7 +13,7 @@ being computed in the same operation order:
 - box encoding as GluonCV's ``NormalizedBoxCenterEncoder``: ``(gx - ax) / aw / std`` and
   ``log(gw / aw) / std``, with centres ``x1 + w * 0.5`` of corners ``cx -+ w * 0.5``;
 - the width and height codes take the C library's ``logf`` on the CPU, the function MXNet's log calls
-  (:func:`convert.cpu_kernels.logf`); on a GPU, or where the kernels cannot be built, the correctly rounded
+  (:func:`convert._cpu.kernels.logf`); on a GPU, or where the kernels cannot be built, the correctly rounded
   float32 log, one ulp off glibc's logf for 0.2% of inputs (two after the division by the std).
 
 No MXNet is needed (torch, the CPU's logf through ctypes, the stds of :mod:`gluon_ssd.specs`): everything runs
@@ -26,8 +26,8 @@ import torch
 
 from gluon_ssd.specs import BOX_STDS  # numpy only: no mxnet needed
 
-from . import cpu_kernels
-from .boxes import BoxCoder, box_iou, center_to_corner
+from .._cpu import kernels as cpu_kernels
+from ..boxes import BoxCoder, box_iou, center_to_corner
 
 __all__ = ["batch_targets", "box_iou", "center_to_corner", "match_anchors"]
 
@@ -127,7 +127,7 @@ def match_anchors(ious: torch.Tensor, iou_thresh: float = 0.5) -> torch.Tensor:
 
 def _log_as_mxnet(x: torch.Tensor) -> torch.Tensor:
     """float32 ``log(x)`` as MXNet's CPU log computes it: the C library's ``logf`` on the CPU (bit-exact, through
-    :mod:`convert.cpu_kernels`); elsewhere, or without the kernels, the float64 log rounded to float32 (correctly
+    :mod:`convert._cpu.kernels`); elsewhere, or without the kernels, the float64 log rounded to float32 (correctly
     rounded, which glibc's logf is not on 0.2% of inputs, by one ulp; ``torch.log`` differs on 5%)."""
     exact = cpu_kernels.logf(x)
     return exact if exact is not None else torch.log(x.double()).float()
