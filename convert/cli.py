@@ -7,7 +7,7 @@ import tempfile
 import zipfile
 
 from gluon_ssd.cli.common import ArgumentParser, UsageError, parse_classes, run_main, setup_logging
-from gluon_ssd.specs import list_models
+from gluon_ssd.specs import resolve_model_name
 
 from .nn.ssd import SSD, get_torch_model, spec_from_dict
 from .runtime.export import export_onnx, export_torchscript
@@ -65,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_network(name):
     if name is None:
         raise UsageError("--network is required: the zoo name of the model, e.g. ssd_512_resnet50_v1_voc")
-    known = list_models(int8=False)
-    if name not in known:
-        raise UsageError(f"--network {name!r} is not a zoo model; known: {', '.join(known)}")
+    if not name.startswith("ssd_"):
+        raise UsageError(f"--network {name!r} is not a zoo model: give its zoo name, e.g. ssd_512_resnet50_v1_voc "
+                         f"(gluon_ssd.list_models())")
+    try:
+        resolve_model_name(name, int8=False)
+    except ValueError as err:  # names close ones
+        raise UsageError(f"--network {name!r} is not a zoo model: {err}") from None
 
 
 def _forward(args) -> int:

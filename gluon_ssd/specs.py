@@ -199,8 +199,8 @@ def resolve_model_name(network: str, data_shape: int | None = None, dataset: str
                                              else "an int8 model is not accepted here, give its float32 name"))
     rows = {n: s for n, s in MODEL_SPECS.items() if s.backbone == network}
     if not rows:
-        names = sorted({spec.backbone for spec in MODEL_SPECS.values()})
-        raise ValueError(f"unknown --network {network!r}; choose one of: {', '.join(names)}"
+        backbones = sorted({spec.backbone for spec in MODEL_SPECS.values()})
+        raise ValueError(f"unknown --network {network!r}; choose one of: {', '.join(backbones)}"
                          + (", or a zoo name such as ssd_512_resnet50_v1_voc" if names else ""))
     if data_shape is None or dataset is None:
         raise ValueError(f"--network {network} names a backbone: give --data-shape and --dataset too, or a zoo "

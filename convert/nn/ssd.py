@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gluon_ssd.classes import DATASET_CLASSES
-from gluon_ssd.specs import get_spec
+from gluon_ssd.specs import BOX_STDS, NMS_THRESH, NMS_TOPK, POST_NMS, get_spec
 
 from .anchors import AnchorGenerator
 from .features import RESNET_LAYERS, mobilenet_features, resnet_features
@@ -46,8 +46,8 @@ class SSD(nn.Module):
     anchors (1, N, 4) (cx, cy, w, h). BatchNorms use batch statistics in train mode, as Gluon's.
     """
 
-    def __init__(self, spec, classes, name: str = "", stds=(0.1, 0.1, 0.2, 0.2), nms_thresh: float = 0.45,
-                 nms_topk: int = 400, post_nms: int = 100):
+    def __init__(self, spec, classes, name: str = "", stds=BOX_STDS, nms_thresh: float = NMS_THRESH,
+                 nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS):
         super().__init__()
         classes = tuple(str(c) for c in classes)
         if not classes:
@@ -82,7 +82,7 @@ class SSD(nn.Module):
         self.box_predictors = nn.ModuleList(box_heads)
         self.anchor_generators = nn.ModuleList(gens)
 
-    def set_nms(self, nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100) -> None:
+    def set_nms(self, nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS) -> None:
         """Per-class NMS settings, as ``gluon_ssd.nn.SSD.set_nms``."""
         self.nms_thresh, self.nms_topk, self.post_nms = float(nms_thresh), int(nms_topk), int(post_nms)
 

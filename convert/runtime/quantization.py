@@ -28,6 +28,7 @@ from torch import nn
 from gluon_ssd.cpu import has_int8_dot_product
 from gluon_ssd.fileio import atomic_path
 from gluon_ssd.int8_heads import check_quantize_heads, choose_float_heads
+from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS
 
 from ..nn.ssd import SSD, get_torch_model
 from .inference import fuse_batchnorm
@@ -193,7 +194,7 @@ class Int8Detector:
     """An int8 ONNX Runtime network + the twin's float32 post-processing, as a detector of
     :mod:`gluon_ssd.predict`: numpy (B, 3, H, W) in, numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))``."""
 
-    def __init__(self, path, nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100):
+    def __init__(self, path, nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS):
         import onnx
         import onnxruntime as ort
 
@@ -240,6 +241,7 @@ class Int8Detector:
         return ids[..., 0].numpy(), scores[..., 0].numpy(), boxes.numpy()
 
 
-def load_int8_detector(path, nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100) -> Int8Detector:
+def load_int8_detector(path, nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK,
+                       post_nms: int = POST_NMS) -> Int8Detector:
     """The int8 twin written by :func:`quantize_twin`."""
     return Int8Detector(path, nms_thresh, nms_topk, post_nms)

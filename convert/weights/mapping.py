@@ -23,7 +23,7 @@ import torch
 
 from gluon_ssd import ndfile
 from gluon_ssd.fileio import atomic_path
-from gluon_ssd.specs import anchor_alloc_sizes
+from gluon_ssd.specs import BOX_STDS, anchor_alloc_sizes
 
 from ..nn.anchors import AnchorGenerator
 from ..nn.layers import FixedGammaBatchNorm2d
@@ -212,7 +212,7 @@ def load_torch_model(path, map_location="cpu") -> SSD:
                          "convert.get_torch_model(name, classes) and load_state_dict() it")
     spec = spec_from_dict(payload["spec"])
     nms = payload.get("nms", (0.45, 400, 100))
-    model = SSD(spec, payload["classes"], name=payload["network"], stds=payload.get("stds", (0.1, 0.1, 0.2, 0.2)),
+    model = SSD(spec, payload["classes"], name=payload["network"], stds=payload.get("stds", BOX_STDS),
                 nms_thresh=nms[0], nms_topk=int(nms[1]), post_nms=int(nms[2]))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

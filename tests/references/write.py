@@ -373,7 +373,7 @@ def write_voc_metrics(out: pathlib.Path, gcv) -> None:
     probe = np.round(np.random.default_rng(TIE_PROBE_SEED).random(TIE_PROBE_SIZE), 1).astype(np.float32)
     arrays = {"class_names": np.array(names), "iou_thresh": np.array(0.5), "tie_probe": probe,
               "tie_probe_argsort": probe.argsort()}
-    # numpy's own orders of equal values (the numpy gluoncv runs with), which gluon_ssd.eval.voc.numpy123_argsort
+    # numpy's own orders of equal values (the numpy gluoncv runs with), which gluon_ssd.eval.argsort.numpy123_argsort
     # reproduces: tie-heavy probes around the insertion-sort limit and beyond, NaNs included, and its heapsort.
     rng = np.random.default_rng(TIE_PROBE_SEED + 1)
     for size in SORT_PROBE_SIZES:
