@@ -12,7 +12,7 @@ from ... import specs
 from ...classes import VOC_CLASSES
 from ...fileio import atomic_write
 from ..open import TRAINING_SPLITS, find_dataset_root, parse_voc_splits
-from ..voc import class_index, read_classes_file
+from ..voc_xml import class_index, read_classes_file
 from .coco import check_coco
 from .report import DATASETS, Checker, CheckReport, anchor_sizes, split_role
 from .voc import check_voc_like

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from ..custom import BadImageError
-from ..voc import AnnotationError, class_index, read_split, read_voc_entry, voc_entry_paths, voc_objects
+from ..voc_xml import AnnotationError, class_index, read_split, read_voc_entry, voc_entry_paths, voc_objects
 from .report import EMPTY, Checker, SplitReport, object_groups
 
 
