@@ -110,7 +110,9 @@ def _graph() -> tuple[dict[str, set[str]], list[tuple[str, int, str, bool, str]]
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan), each as one cycle through them."""
+    """Cycles that cover every module of every strongly connected component of more than one module (Tarjan):
+    the shortest cycle through each module not on an earlier one, so that a new cycle is not hidden behind an
+    old one that shares a module with it."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -142,12 +144,18 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for v in sorted(graph):
         if v not in index:
             connect(v)
-    return [_one_cycle(graph, set(c)) for c in components]
+    cycles = []
+    for component in components:
+        covered: set[str] = set()
+        for start in sorted(component):
+            if start not in covered:
+                cycles.append(_shortest_cycle(graph, set(component), start))
+                covered.update(cycles[-1])
+    return cycles
 
 
-def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
-    """A closed path through a strongly connected component, from its smallest name back to it (BFS)."""
-    start = min(component)
+def _shortest_cycle(graph: dict[str, set[str]], component: set[str], start: str) -> list[str]:
+    """The shortest closed path from ``start`` back to it inside a strongly connected component (BFS)."""
     paths = {start: [start]}
     queue = [start]
     while queue:
@@ -165,6 +173,8 @@ def test_find_cycles_finds_one():
     # The checker itself: a cycle through three modules is found, a DAG is not.
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    # two cycles through one module: both are reported
+    assert find_cycles({"a": {"b", "c"}, "b": {"a"}, "c": {"a"}}) == [["a", "b", "a"], ["c", "a", "c"]]
 
 
 def test_own_imports_form_a_dag():
