@@ -72,10 +72,10 @@ quickstart:
 	@test -n "$(QUICKSTART_PY)" || { echo "no Python found: install Python 3.11 (both stacks) or 3.12+"; exit 2; }
 ifeq ($(call stack_of,$(QUICKSTART_PY)),mxnet)
 	@$(MAKE) --no-print-directory PYTHON_MXNET=$(QUICKSTART_PY) $(VENV)/.runtime
-	$(PY) -m gluon_ssd.quickstart $(ARGS)
+	$(PY) -m gluon_ssd.cli.quickstart $(ARGS)
 else
 	@$(MAKE) --no-print-directory PYTHON_TORCH=$(QUICKSTART_PY) $(TORCH_VENV)/.runtime
-	$(TPY) -m gluon_ssd.quickstart --backend torch $(ARGS)
+	$(TPY) -m gluon_ssd.cli.quickstart --backend torch $(ARGS)
 endif
 
 # ------------------------------------------------------------------------------------------------- tests

@@ -24,8 +24,7 @@ from typing import NamedTuple
 
 import mxnet as mx
 
-from .fileio import atomic_path, atomic_write
-from .params import atomic_save_ndarrays
+from .fileio import atomic_path, atomic_save_ndarrays, atomic_write
 from .specs import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["export", "load_exported", "read_meta", "exported_input", "ExportedInput", "NormalizePixels",

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write", "current_umask", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "atomic_save_ndarrays", "atomic_write", "current_umask", "TEMP_PREFIX"]
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +148,19 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None) -> Iterato
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=encoding or "utf-8") if mode == "w" else open(tmp, mode) as f:
             yield f
+
+
+def atomic_save_ndarrays(path, arrays: dict) -> None:
+    """``mx.nd.save(path, arrays)`` through :func:`atomic_path`: never a half file, umask permissions.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The MXNet parameter file to write.
+    arrays : dict of str to mx.nd.NDArray
+        {key: array} as ``mx.nd.save`` takes it.
+    """
+    import mxnet as mx  # optional: this module serves the PyTorch stack too, which has no MXNet
+
+    with atomic_path(path) as tmp:
+        mx.nd.save(tmp, arrays)

@@ -14,15 +14,11 @@ import types
 import mxnet as mx
 import numpy as np
 
-from .fileio import atomic_path
+from .fileio import atomic_save_ndarrays  # noqa: F401  (re-exported: convert/ writes its files through this name)
+from .nn import ssd
+from .specs import BACKBONE_KEY_MAP, head_classes
 
 log = logging.getLogger(__name__)
-
-
-def atomic_save_ndarrays(path, arrays: dict):
-    """``mx.nd.save`` through :func:`gluon_ssd.fileio.atomic_path`: never a half file, umask permissions."""
-    with atomic_path(path) as tmp:
-        mx.nd.save(tmp, arrays)
 
 
 def save_ssd_parameters(net, path):
@@ -50,58 +46,6 @@ def read_param_file(path) -> dict:
             key = key[4:]
         out[key] = value
     return out
-
-
-def file_class_count(path, network: str, classes=None) -> int | None:
-    """How many classes the SSD in parameter file ``path`` detects, read from its first class head.
-
-    The head of layer 0 has ``A * (classes + 1)`` output channels, ``A`` the anchors per location of that
-    layer; ``A`` is taken from the network itself (its first anchor generator), so every anchor layout
-    counts right: the 'ssd' layout has ``len(ratios) + 1`` anchors, the 'lite' one (ssd_300_mobilenet1.0_lite)
-    ``len(ratios)`` on layer 0.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        An MXNet parameter file (any format :func:`load_ssd_parameters` reads).
-    network : str
-        The zoo model the file is expected to hold, e.g. 'ssd_300_mobilenet1.0_lite_coco'.
-    classes : sequence of str, optional
-        Classes to build ``network`` with (only the anchors matter; a '*_custom' model gets a placeholder
-        class when not given).
-
-    Returns
-    -------
-    int or None
-        The file's number of foreground classes; None when the file is not of ``network``'s architecture
-        (its parameters other than the class heads differ in names or shapes), so loading it would fail.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        The file does not exist or is no MXNet parameter file; ``network`` is no zoo model.
-    """
-    from .model_zoo import build_ssd, get_spec
-
-    if classes is None and get_spec(network).dataset == "custom":
-        classes = ("object",)
-    net = build_ssd(network, classes=classes)
-    loaded = to_structural(net, read_param_file(path), path)
-    weight = loaded.get("class_predictors.0.predictor.weight")
-
-    infer_shapes(net)
-
-    def body(shapes):
-        return {k: tuple(v) for k, v in shapes.items() if not k.startswith("class_predictors.")}
-
-    ours = {k: p.shape for k, p in net._collect_params_with_prefix().items()}
-    if weight is None or body({k: v.shape for k, v in loaded.items()}) != body(ours):
-        return None
-    anchors = net.anchor_generators[0].num_depth
-    heads = int(weight.shape[0])
-    if heads % anchors:
-        return None
-    return heads // anchors - 1
 
 
 def _legacy_names(net) -> dict:
@@ -168,14 +112,14 @@ def check_fit(net, loaded: dict, path, allow_missing=False, ignore_extra=False):
         problems.append(f"not in model: {first(extra)}")
     if not problems:
         return
-    hint = ""
+    hint, file_classes = "", None
     if wrong and all(k.startswith("class_predictors.") for k, _, _ in wrong) and not missing and not extra:
-        a = net.anchor_generators[0].num_depth
-        file_classes = wrong[0][1][0] // a - 1
+        file_classes = head_classes(wrong[0][1][0], net.anchor_generators[0].num_depth)
+    if file_classes is not None:
         hint = (f" The file's class heads are for {file_classes} classes, the model has {net.num_classes}: "
                 f"build the model with the file's classes (classes=[...] of length {file_classes}), "
                 "then call net.reset_class() to change them.")
-    elif missing or extra:
+    if missing or extra:
         hint = " The file is probably for another model: check the model name it was trained with."
     raise ValueError(f"parameter file {path} does not fit model {_describe(net)}: "
                      + " | ".join(problems) + "." + hint)
@@ -207,8 +151,6 @@ def sync_anchors(net, source="the loaded file"):
 
 def load_backbone_parameters(net, path, ctx=None):
     """Load ImageNet backbone weights (a classifier file) into an SSD's feature extractor."""
-    from .nn.resnetv1b import BACKBONE_KEY_MAP
-
     ctx = ctx or [mx.cpu()]
     backbone = getattr(net, "_backbone", None)
     target = backbone.net if isinstance(backbone, types.SimpleNamespace) and backbone.net else None
@@ -262,3 +204,8 @@ def initialize_missing(net, ctx):
 def param_arrays(net) -> dict[str, np.ndarray]:
     """{structural key: numpy array} of a net (for comparisons and conversion)."""
     return {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+
+
+# The SSD block knows no file format (DESIGN.md: nn sits below params); its load_parameters/save_parameters
+# use these once this module is imported, which the model zoo does before it builds any SSD.
+ssd.use_parameter_format(load_ssd_parameters, save_ssd_parameters)

@@ -22,7 +22,10 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
+from . import model_zoo
+from .deploy import export
 from .int8_heads import HEAD_TOLERANCE, check_quantize_heads, choose_float_heads
+from .model_store import default_root
 from .specs import INT8_MODELS  # GluonCV's int8 SSDs and the float32 model whose weights they take
 
 log = logging.getLogger(__name__)
@@ -244,8 +247,6 @@ def calibrate(model, batches: Iterable, out_dir: str, name: str, backend: str = 
     batches = list(batches)
     examples = sum(len(b) for b in batches)
     if backend == "mxnet":
-        from .deploy import export
-
         qnet = quantize(getattr(model, "net", model), batches, calib_mode=calib_mode, num_calib_examples=examples,
                         quantized_dtype=quantized_dtype, quantize_heads=quantize_heads)
         prefix = os.path.join(out_dir, f"{name}-quantized-{calib_mode}")
@@ -288,8 +289,6 @@ def int8_symbol_file(name: str, symbol_file: str | None = None, root: str | None
     ------
     FileNotFoundError saying where to get the file.
     """
-    from .model_store import default_root
-
     if symbol_file is not None:
         if not os.path.isfile(symbol_file):
             raise FileNotFoundError(f"symbol file {symbol_file} for {name} not found")
@@ -323,8 +322,6 @@ def get_int8_model(name: str, pretrained=True, root: str | None = None, symbol_f
     -------
     mx.gluon.SymbolBlock with ``classes``: ``x -> ids, scores, boxes`` with the NMS baked into the graph.
     """
-    from .model_zoo import get_model
-
     if name not in INT8_MODELS:
         raise ValueError(f"no int8 version of {name!r}: GluonCV publishes int8 graphs for "
                          f"{', '.join(INT8_MODELS)}")
@@ -335,7 +332,7 @@ def get_int8_model(name: str, pretrained=True, root: str | None = None, symbol_f
         raise ValueError(f"{name}: an int8 graph needs weights: pretrained=True or a float32 parameter file")
     json_file = int8_symbol_file(name, symbol_file, root)
     base = INT8_MODELS[name]
-    fp32 = get_model(base, pretrained=pretrained, pretrained_base=False, root=root)
+    fp32 = model_zoo.get_model(base, pretrained=pretrained, pretrained_base=False, root=root)
     with_prefix = {_GLUONCV_PREFIX + p.name[len(fp32.prefix):]: p for p in fp32.collect_params().values()}
     net = mx.gluon.SymbolBlock.imports(json_file, ["data"], None, ctx=mx.cpu())
     wanted = net.collect_params()
@@ -356,3 +353,7 @@ def get_int8_model(name: str, pretrained=True, root: str | None = None, symbol_f
     net.quantized_dtype = "auto"
     log.info("loaded %s from %s", name, json_file)
     return net
+
+
+# The zoo's get_model of an int8 name comes here (the zoo is a layer below and cannot import this module).
+model_zoo.use_int8_loader(get_int8_model)

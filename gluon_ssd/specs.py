@@ -289,3 +289,29 @@ def anchor_grid(shapes: np.ndarray, step: float, height: int, width: int,
     grid[..., 2:] = shapes[None, None]
     return grid.reshape(1, 1, height, width, num * 4).astype(np.float32)
 
+
+def head_classes(head_channels: int, anchors_per_cell: int) -> int | None:
+    """Foreground classes of an SSD class head with ``head_channels`` output channels.
+
+    A class head scores every anchor of a location for the background and each class:
+    ``anchors_per_cell * (classes + 1)`` channels. The one place this is inverted (parameter files, checks,
+    both twins), so that the anchors per cell always come from the network (the 'lite' layout has
+    ``len(ratios)`` on layer 0, not ``len(ratios) + 1``).
+
+    Parameters
+    ----------
+    head_channels : int
+        Output channels of the head (dimension 0 of its (C, C_in, k, k) weight).
+    anchors_per_cell : int
+        Anchors per feature-map location of that head's layer.
+
+    Returns
+    -------
+    int or None
+        The number of foreground classes; None when ``head_channels`` is no such multiple, or leaves no
+        foreground class (a head of another network).
+    """
+    per_anchor, rest = divmod(int(head_channels), int(anchors_per_cell))
+    if rest or per_anchor < 2:
+        return None
+    return per_anchor - 1

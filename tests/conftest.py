@@ -30,6 +30,7 @@ TORCH_STACK_MODULES = frozenset({
     "test_eval_voc.py",
     "test_gluoncv_data_api.py",
     "test_gluoncv_utils_api.py",
+    "test_imports.py",
     "test_install.py",
     "test_quickstart.py",
     "test_references.py",

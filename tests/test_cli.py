@@ -20,11 +20,11 @@ import tomllib
 import gluon_ssd
 from convert.cli import main as convert_main
 from gluon_ssd.cli import common
+from gluon_ssd.cli.check import main as check_main
 from gluon_ssd.cli.demo import main as demo_main
 from gluon_ssd.cli.eval import main as eval_main
 from gluon_ssd.cli.train import main as train_main
 from gluon_ssd.data import open_dataset
-from gluon_ssd.data.check import main as check_main
 from gluon_ssd.data.open import find_dataset_root
 from tests.conftest import DATA, ROOT
 from tests.helpers import randomize

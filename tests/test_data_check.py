@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from gluon_ssd.data.check import TRAINING_SPLITS, anchor_sizes, check_dataset, main, split_role
+from gluon_ssd.cli.check import main, plot_box_sizes
+from gluon_ssd.data.check import TRAINING_SPLITS, anchor_sizes, check_dataset, split_role
 from tests.conftest import DATA, ROOT
 
 VOC_SAMPLE = DATA / "voc_sample"
@@ -317,6 +318,9 @@ def test_coco_sample_counts(tmp_path):
     # the train images without a usable box are the only problems, reported as left out
     dropped = report.find("no_objects", "dropped")
     assert len(dropped) == report.splits[0].listed - report.splits[0].usable == len(report.problems)
+    assert json.loads((tmp_path / "dataset_check.json").read_text())["objects"] == report.objects
+    # the plot is the command line's
+    assert plot_box_sizes(report, str(tmp_path / "box_sizes.png")) == report.plot_path
     assert (tmp_path / "box_sizes.png").read_bytes().startswith(PNG_SIGNATURE)
 
 

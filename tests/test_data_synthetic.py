@@ -46,7 +46,7 @@ def test_deterministic_by_seed_and_cli(tmp_path):
     assert all(a[k] != c[k] for k in a if k.startswith("JPEGImages/"))
     # the command line writes the same bytes
     subprocess.run(
-        [sys.executable, "-m", "gluon_ssd.data.synthetic", "--out", str(tmp_path / "d"), "--train", "6",
+        [sys.executable, "-m", "gluon_ssd.cli.synthetic", "--out", str(tmp_path / "d"), "--train", "6",
          "--val", "3", "--seed", "7", "--no-progress"],
         check=True, cwd=ROOT, capture_output=True,
     )
@@ -158,7 +158,7 @@ def test_bad_arguments(tmp_path, kwargs, match):
 
 
 def test_cli_subset_and_bad_class(tmp_path, capsys):
-    from gluon_ssd.data.synthetic import main
+    from gluon_ssd.cli.synthetic import main
 
     main(["--out", str(tmp_path / "ok"), "--train", "2", "--val", "0", "--classes", "ring, square", "--no-progress"])
     assert (tmp_path / "ok" / "classes.txt").read_text().split() == ["ring", "square"]

@@ -77,7 +77,7 @@ def test_installed_package_runs_from_outside_the_checkout(tmp_path):
     assert len(checks) == 6 and all(c.passed for c in checks), format_table(checks, network)
 
     data = tmp_path / "shapes"
-    _run([sys.executable, "-m", "gluon_ssd.data.synthetic", "--out", str(data), "--train", "8", "--val", "4",
+    _run([sys.executable, "-m", "gluon_ssd.cli.synthetic", "--out", str(data), "--train", "8", "--val", "4",
           "--seed", "3", *SHAPES], work)
     prefix = str(tmp_path / "run") + "/"
     trained = _run([os.path.join(bin_dir, "gluon-ssd-train"), "--backend", "torch", *TRAIN, "--dataset-root",
@@ -126,7 +126,7 @@ def test_checkout_runs_without_installing(tmp_path):
     checkout = _checkout_copy(tmp_path / "clone")
     data = tmp_path / "shapes"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    _run([sys.executable, "-m", "gluon_ssd.data.synthetic", "--out", str(data), "--train", "8", "--val", "4",
+    _run([sys.executable, "-m", "gluon_ssd.cli.synthetic", "--out", str(data), "--train", "8", "--val", "4",
           "--seed", "3", *SHAPES], checkout, env=env)
     probe = _run([sys.executable, "-c", "import importlib.metadata as m, gluon_ssd; "
                   "print(gluon_ssd.__file__); print(len(m.entry_points(group='gluon_ssd.backends')))"], checkout,

@@ -1,4 +1,4 @@
-"""How many classes a parameter file holds (gluon_ssd.params.file_class_count), for both anchor layouts, and
+"""How many classes a parameter file holds (gluon_ssd.model_zoo.file_class_count), for both anchor layouts, and
 train_ssd.py's --transfer of a file of the 'lite' layout, whose anchors per location the old
 ``len(ratios) + 1`` formula got wrong."""
 import mxnet as mx
@@ -7,7 +7,8 @@ import pytest
 
 from gluon_ssd import get_model
 from gluon_ssd.classes import COCO_CLASSES
-from gluon_ssd.params import file_class_count, read_param_file
+from gluon_ssd.model_zoo import file_class_count
+from gluon_ssd.params import read_param_file
 from gluon_ssd.train.fit import TrainConfig
 from gluon_ssd.train.run import build_network, resolve_model_name
 

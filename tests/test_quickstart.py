@@ -38,7 +38,7 @@ def test_installed_package_runs_the_quickstart_from_any_folder(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert scripts.returncode == 0 and "--calibration" in scripts.stdout, scripts.stderr[-2000:]
 
-    result = subprocess.run([sys.executable, "-m", "gluon_ssd.quickstart", "--tiny"], cwd=work, env=env,
+    result = subprocess.run([sys.executable, "-m", "gluon_ssd.cli.quickstart", "--tiny"], cwd=work, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = work / "runs" / "quickstart"

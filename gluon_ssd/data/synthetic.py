@@ -1,6 +1,6 @@
 """A synthetic shapes detection dataset in VOC format, for training runs without downloads.
 
-``python -m gluon_ssd.data.synthetic --out DIR --train N --val M --seed S`` writes::
+``python -m gluon_ssd.cli.synthetic --out DIR --train N --val M --seed S`` (:func:`write_synthetic_dataset`) writes::
 
     DIR/JPEGImages/{train,val}_NNNNNN.jpg
     DIR/Annotations/{train,val}_NNNNNN.xml     VOC XML, 1-based inclusive pixel boxes, difficult 0
@@ -18,7 +18,6 @@ the same arguments give byte-identical files.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..boxes import iou_voc
 
-__all__ = ["SHAPE_CLASSES", "write_synthetic_dataset", "render_synthetic_image", "main"]
+__all__ = ["SHAPE_CLASSES", "write_synthetic_dataset", "render_synthetic_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,37 +323,3 @@ def write_synthetic_dataset(
                "objects": dict(zip(classes, counts.tolist()))}
     logger.info("wrote synthetic dataset %s", summary)
     return summary
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Command line: ``python -m gluon_ssd.data.synthetic --out DIR --train N --val M --seed S``."""
-    p = argparse.ArgumentParser(prog="python -m gluon_ssd.data.synthetic", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
-    p.add_argument("--val", type=int, default=200, help="validation images (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--min-size", type=int, default=200, help="smallest image side in px (default 200)")
-    p.add_argument("--max-size", type=int, default=400, help="largest image side in px (default 400)")
-    p.add_argument("--min-object-size", type=int, default=40, help="smallest shape box side (default 40)")
-    p.add_argument("--max-object-size", type=int, default=160, help="largest shape box side (default 160)")
-    p.add_argument("--max-objects", type=int, default=6, help="most shapes per image (default 6)")
-    p.add_argument("--classes", default=",".join(SHAPE_CLASSES),
-                   help=f"comma-separated shapes to draw (default: all, {','.join(SHAPE_CLASSES)})")
-    p.add_argument("--jpeg-quality", type=int, default=90)
-    p.add_argument("--clean", action="store_true", help="flat background, no noise (for checks)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return write_synthetic_dataset(
-            a.out, a.train, a.val, a.seed, min_size=a.min_size, max_size=a.max_size,
-            min_object_size=a.min_object_size, max_object_size=a.max_object_size, max_objects=a.max_objects,
-            clean=a.clean, classes=[c.strip() for c in a.classes.split(",") if c.strip()],
-            jpeg_quality=a.jpeg_quality, progress=not a.no_progress,
-        )
-    except ValueError as err:
-        p.error(str(err))  # exits 2 with the usage line
-
-
-if __name__ == "__main__":
-    main()

@@ -57,7 +57,7 @@ def check_parameter_file(path: str, name: str, classes: Sequence[str], custom: b
                          request: str) -> None:
     """A parameter file that exists and holds a ``name`` network of ``len(classes)`` classes, else an error
     that says which (arguments as :func:`check_weights`)."""
-    from ..params import file_class_count
+    from ..model_zoo import file_class_count
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"parameter file not found: {path}; pass an existing .params file or --pretrained "

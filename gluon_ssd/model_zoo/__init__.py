@@ -13,14 +13,31 @@ from functools import partial
 
 import mxnet as mx
 
+from .. import model_store, params
 from ..classes import DATASET_CLASSES
 from ..nn.features import backbone_features
 from ..nn.resnetv1b import resnet34_v1b_features
 from ..nn.ssd import SSD
 from ..nn.vgg import VGGAtrousExtractor
-from ..specs import MODEL_SPECS, SSDSpec, get_spec, list_models  # noqa: F401  (re-exported: the zoo table)
+from ..specs import (  # noqa: F401  (MODEL_SPECS, list_models: re-exported, the zoo table)
+    MODEL_SPECS,
+    SSDSpec,
+    get_spec,
+    head_classes,
+    list_models,
+)
 
 log = logging.getLogger(__name__)
+
+# GluonCV's int8 SSDs are calibrated graphs over a float32 zoo model, so their loader sits a layer above the
+# zoo (gluon_ssd.quantization, which sets this on import; gluon_ssd.get_model imports it).
+_int8_loader: list = []
+
+
+def use_int8_loader(loader) -> None:
+    """Make :func:`get_model` of an int8 name call ``loader(name, pretrained=, root=, ctx=, **kwargs)``
+    (set by :mod:`gluon_ssd.quantization`)."""
+    _int8_loader[:] = [loader]
 
 
 def norm_layer_error(backbone: str) -> str | None:
@@ -73,6 +90,52 @@ def build_ssd(name: str, classes=None, **kwargs) -> SSD:
     return net
 
 
+def file_class_count(path, network: str, classes=None) -> int | None:
+    """How many classes the SSD in parameter file ``path`` detects, read from its first class head.
+
+    The head of layer 0 has ``A * (classes + 1)`` output channels, ``A`` the anchors per location of that
+    layer; ``A`` is taken from the network itself (its first anchor generator), so every anchor layout
+    counts right: the 'ssd' layout has ``len(ratios) + 1`` anchors, the 'lite' one (ssd_300_mobilenet1.0_lite)
+    ``len(ratios)`` on layer 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An MXNet parameter file (any format :func:`gluon_ssd.params.load_ssd_parameters` reads).
+    network : str
+        The zoo model the file is expected to hold, e.g. 'ssd_300_mobilenet1.0_lite_coco'.
+    classes : sequence of str, optional
+        Classes to build ``network`` with (only the anchors matter; a '*_custom' model gets a placeholder
+        class when not given).
+
+    Returns
+    -------
+    int or None
+        The file's number of foreground classes; None when the file is not of ``network``'s architecture
+        (its parameters other than the class heads differ in names or shapes), so loading it would fail.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The file does not exist or is no MXNet parameter file; ``network`` is no zoo model.
+    """
+    if classes is None and get_spec(network).dataset == "custom":
+        classes = ("object",)
+    net = build_ssd(network, classes=classes)
+    loaded = params.to_structural(net, params.read_param_file(path), path)
+    weight = loaded.get("class_predictors.0.predictor.weight")
+
+    params.infer_shapes(net)
+
+    def body(shapes):
+        return {k: tuple(v) for k, v in shapes.items() if not k.startswith("class_predictors.")}
+
+    ours = {k: p.shape for k, p in net._collect_params_with_prefix().items()}
+    if weight is None or body({k: v.shape for k, v in loaded.items()}) != body(ours):
+        return None
+    return head_classes(weight.shape[0], net.anchor_generators[0].num_depth)
+
+
 def _check_norm_layer(name, spec, norm_layer, norm_kwargs):
     """GluonCV's ``norm_layer`` / ``norm_kwargs`` arguments: BatchNorm as built, or a ValueError saying why not."""
     if (norm_layer is None or norm_layer is mx.gluon.nn.BatchNorm) and not norm_kwargs:
@@ -123,12 +186,11 @@ def get_model(name: str, pretrained=False, pretrained_base=True, classes=None, c
     right away, and ``net.initialize()`` after it changes nothing and warns about nothing
     (:meth:`gluon_ssd.nn.SSD.initialize`; ``force_reinit=True`` draws every parameter again).
     """
-    from .. import model_store, params
-
     if name.endswith("_int8"):
-        from ..quantization import get_int8_model
-
-        return get_int8_model(name, pretrained=pretrained, root=root, ctx=ctx, **kwargs)
+        if not _int8_loader:
+            raise ValueError(f"{name} is one of GluonCV's int8 models: import gluon_ssd.quantization first (which "
+                             f"loads them), or call gluon_ssd.get_model")
+        return _int8_loader[0](name, pretrained=pretrained, root=root, ctx=ctx, **kwargs)
     ctx = ctx or mx.cpu()
     ctx_list = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     spec = get_spec(name)

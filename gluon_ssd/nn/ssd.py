@@ -13,6 +13,18 @@ from .anchors import AnchorGenerator
 
 log = logging.getLogger(__name__)
 
+# The parameter-file format lives a layer above the network (gluon_ssd.params: GluonCV's legacy keys, shape
+# checks, atomic writes), which sets these two on import; the model zoo imports it before building an SSD.
+# Unset (an SSD built by hand without gluon_ssd.params), MXNet's own HybridBlock methods read and write
+# the same structural keys.
+_parameter_format: dict = {}
+
+
+def use_parameter_format(load, save) -> None:
+    """Make every SSD's ``load_parameters`` / ``save_parameters`` call ``load(net, path, ctx, allow_missing,
+    ignore_extra)`` / ``save(net, path)`` (set by :mod:`gluon_ssd.params`)."""
+    _parameter_format.update(load=load, save=save)
+
 
 class ConvPredictor(nn.HybridBlock):
     """One prediction head: a single convolution (3x3 pad 1, or 1x1 pad 0 on the lite model)."""
@@ -175,15 +187,19 @@ class SSD(nn.HybridBlock):
 
     def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False, **kwargs):
         """Load GluonCV files (structural or legacy keys) or ours; errors name the mismatching keys."""
-        from ..params import load_ssd_parameters
-
-        load_ssd_parameters(self, filename, ctx, allow_missing, ignore_extra)
+        load = _parameter_format.get("load")
+        if load is None:
+            super().load_parameters(filename, ctx, allow_missing, ignore_extra, **kwargs)
+            return
+        load(self, filename, ctx, allow_missing, ignore_extra)
 
     def save_parameters(self, filename, deduplicate=False):
         """Save with GluonCV's structural keys, atomically (no half-written file on a crash)."""
-        from ..params import save_ssd_parameters
-
-        save_ssd_parameters(self, filename)
+        save = _parameter_format.get("save")
+        if save is None:
+            super().save_parameters(filename, deduplicate)
+            return
+        save(self, filename)
 
     def reset_class(self, classes, reuse_weights=None):
         """Replace the class list and the class heads.

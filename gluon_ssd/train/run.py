@@ -127,8 +127,8 @@ def start_weights(cfg: TrainConfig) -> tuple:
 
 
 def build_network(cfg: TrainConfig, classes, ctx):
-    from ..model_zoo import build_ssd, get_model
-    from ..params import file_class_count, load_ssd_parameters
+    from ..model_zoo import build_ssd, file_class_count, get_model
+    from ..params import load_ssd_parameters
 
     name = cfg.model_name
     custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"

@@ -15,7 +15,7 @@ Without MXNet (Python 3.12+, the PyTorch stack) every step runs ``--backend torc
 demo run the PyTorch twin, step 5 converts the trained file without ``--verify`` (there is no MXNet to compare
 with) and step 6 evaluates the converted ``.pth``, which must give the mAP of step 3.
 
-    python -m gluon_ssd.quickstart [--out runs/quickstart] [--tiny] [--backend mxnet|torch]
+    python -m gluon_ssd.cli.quickstart [--out runs/quickstart] [--tiny] [--backend mxnet|torch]
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     engine = "PyTorch" if torch_only else "MXNet"
     begin = time.time()
 
-    _run("1/6 synthetic dataset", [py, "-m", "gluon_ssd.data.synthetic", "--out", data, "--train", str(r["train"]),
+    _run("1/6 synthetic dataset", [py, "-m", "gluon_ssd.cli.synthetic", "--out", data, "--train", str(r["train"]),
                                    "--val", str(r["val"]), "--seed", "0", *SHAPES], log)
     prefix = os.path.join(out, "train") + os.sep
     # GluonCV's epochs (0-based): epoch e validates and saves {prefix}_{e:04d}_{map}.params when e % interval == 0,
