@@ -74,13 +74,16 @@ def gluon_ssd_loop(name, dataset, shape, batch, workers):
     from gluon_ssd import get_model
     from gluon_ssd.data.batchify import batchify_detection
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation, TrainConfig, Trainer
+    from gluon_ssd.train.config import TrainConfig
+    from gluon_ssd.train.engine import MXNetEngine
+    from gluon_ssd.train.loop import EpochBatchSampler, SeededAugmentation
 
     net = get_model(name, pretrained_base=False)
     cfg = TrainConfig(batch_size=batch, num_workers=workers, gpus="", data_shape=shape, progress=False)
     data = SeededAugmentation(dataset, SSDDefaultTrainTransform(shape, shape), seed=0)
-    runner = Trainer(cfg, net, data, None, net.classes, None)
-    runner.setup()  # as train_ssd.py: optimizer, anchors, hybridized with static_alloc
+    runner = MXNetEngine(cfg, net, net.classes)
+    runner.setup()  # as train_ssd.py: optimizer, anchors, then hybridized with static_alloc
+    runner.start()
 
     class Endless:
         """The epoch sampler, epoch after epoch."""
@@ -97,8 +100,8 @@ def gluon_ssd_loop(name, dataset, shape, batch, workers):
                                    num_workers=workers, thread_pool=False)
 
     def step(b):
-        _, n = runner.step(*b)
-        return n
+        runner.step(*b)
+        return b[0].shape[0]
 
     return loader, step
 

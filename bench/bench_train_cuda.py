@@ -137,7 +137,7 @@ def trainer_throughput(args) -> dict:
     except ImportError as err:
         print(f"trainer: skipped ({err})", flush=True)
         return {"skipped": str(err)}
-    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.config import TrainConfig
     from gluon_ssd.train.run import train
 
     device = torch.device(args.device)

@@ -5,7 +5,7 @@
     python bench/bench_train_twin.py parity [--network vgg16_atrous] [--data-shape 300] [--iterations 20]
                                             [--float64]
 
-speed: the training step of each backend's Trainer (targets, forward, loss, backward, SGD update), same model,
+speed: the training step of each backend's engine (targets, forward, loss, backward, SGD update), same model,
 batch and synthetic images (read once by the data loader), each variant in its own process, taking turns round
 by round (median of the rounds): gluon_ssd fp32 (hybridized static, the reference of the ratio column), twin
 fp32, twin channels_last with torch's kernels only and with convert._cpu.kernels (fused BatchNorm + ReLU,
@@ -38,8 +38,9 @@ import numpy as np  # noqa: E402
 import convert  # noqa: E402,F401  (registers the torch backend)
 from gluon_ssd import cpu  # noqa: E402
 from gluon_ssd.data.transforms import SSDDefaultTrainTransform  # noqa: E402
-from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation, TrainConfig  # noqa: E402
-from gluon_ssd.train.run import prepare, trainer_class  # noqa: E402
+from gluon_ssd.train.config import TrainConfig  # noqa: E402
+from gluon_ssd.train.loop import EpochBatchSampler, SeededAugmentation  # noqa: E402
+from gluon_ssd.train.run import prepare, training_loop  # noqa: E402
 
 
 def _dataset(folder, count):
@@ -55,7 +56,7 @@ def _trainer(root, prefix, backend, **kw):
                       **kw)
     net, train_ds, _, classes, _, _ = prepare(cfg)
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
-    return trainer_class(backend)(cfg, net, data, None, classes, None)
+    return training_loop(cfg, net, data, None, classes, None)
 
 
 # (label, backend, trainer options, environment): "torch's kernels" switches convert._cpu.kernels off
@@ -71,20 +72,21 @@ def _worker(args, root, tmp, index):
     trainer = _trainer(root, os.path.join(tmp, label.replace(" ", "_")), backend, network=args.network,
                        data_shape=args.data_shape, batch_size=args.batch_size, num_workers=0, **extra)
     trainer.setup()
+    engine = trainer.engine
     sampler = EpochBatchSampler(len(trainer.train_data), args.batch_size, 0)
     batches = []  # the same batches in every variant: seeded augmentation, the same sampler
-    for images, labels in trainer._loader(sampler):
+    for images, labels in engine.loader(trainer.train_data, sampler):
         batches.append((images, labels))
         if len(batches) == args.iterations:
             break
     for images, labels in batches[:args.warmup]:  # first-call allocations, oneDNN primitive creation
-        trainer.step(images, labels)
+        engine.step(images, labels)
     mx.nd.waitall()
     print("ready", flush=True)
     for _ in sys.stdin:
         start = time.perf_counter()
         for images, labels in batches:
-            trainer.step(images, labels)  # returns python floats: each step is complete when it returns
+            engine.step(images, labels)  # returns python floats: each step is complete when it returns
         mx.nd.waitall()
         print(len(batches) * args.batch_size / (time.perf_counter() - start), flush=True)
 
@@ -137,30 +139,30 @@ class _Float64Input(mx.gluon.HybridBlock):
         return self.net(F.cast(x, "float64"))
 
 
-def _in_float64(trainer):
-    """Make ``trainer`` run its steps in float64 once set up (the same start: the float32 weights are exact in
+def _in_float64(engine):
+    """Make ``engine`` run its steps in float64 once started (the same start: the float32 weights are exact in
     float64); both losses compute in their predictions' precision, the targets are the float32 ones."""
-    setup = trainer.setup
+    start = engine.start
 
-    def setup_float64():
-        setup()
-        if hasattr(trainer, "model"):  # the twin
-            trainer.model.double()
-            trainer.forward_model = lambda x: trainer.model(x.double())
+    def start_float64():
+        start()
+        if hasattr(engine, "model"):  # the twin
+            engine.model.double()
+            engine.forward_model = lambda x: engine.model(x.double())
         else:
-            trainer.net.cast("float64")
-            trainer.net = _Float64Input(trainer.net)
+            engine.net.cast("float64")
+            engine.net = _Float64Input(engine.net)
 
-    trainer.setup = setup_float64
+    engine.start = start_float64
 
 
-def _weights(trainer, gluon_net):
+def _weights(engine, gluon_net):
     """The trained weights by gluon key, float64 numpy (the twin's through the converter's key table)."""
-    if hasattr(trainer, "model"):
+    if hasattr(engine, "model"):
         from convert.weights.mapping import key_map
 
-        state = trainer.model.state_dict()
-        return {g: state[t].double().numpy() for t, g in key_map(trainer.model).items()
+        state = engine.model.state_dict()
+        return {g: state[t].double().numpy() for t, g in key_map(engine.model).items()
                 if not t.endswith(("running_mean", "running_var"))}
     return {k: p.data().asnumpy().astype(np.float64) for k, p in gluon_net._collect_params_with_prefix().items()}
 
@@ -172,15 +174,15 @@ def parity(args, root, tmp):
         trainer = _trainer(root, os.path.join(tmp, tag.replace(" ", "_").replace(",", "")), backend,
                            network=args.network, data_shape=args.data_shape, batch_size=2, num_workers=0, lr=0.001,
                            seed=5, max_iterations=args.iterations, **extra)
-        gluon_net = trainer.net
+        gluon_net = trainer.engine.net
         if tag == "mxnet":
-            initial = _weights(trainer, gluon_net)  # before the steps
+            initial = _weights(trainer.engine, gluon_net)  # before the steps
         if args.float64:
-            _in_float64(trainer)
+            _in_float64(trainer.engine)
         trainer.fit()
         losses[tag] = np.array([json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
                                 if json.loads(line)["kind"] == "iteration"])
-        weights[tag] = _weights(trainer, gluon_net)
+        weights[tag] = _weights(trainer.engine, gluon_net)
     ref = losses["mxnet"]
     precision = "float64" if args.float64 else "float32"
     print(f"\n{args.network} at {args.data_shape}, batch 2, lr 0.001, {precision}; CPU: {cpu.describe()}")

@@ -8,7 +8,10 @@ import os
 import numpy as np
 import torch
 
+from gluon_ssd.registry import register_backend
+
 from .runtime.inference import predict, prepare, resolve_device, reuse_freed_memory
+from .train.engine import TorchEngine
 from .weights.mapping import convert_gluon_file, load_torch_model
 
 log = logging.getLogger(__name__)
@@ -94,10 +97,6 @@ def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, ca
 
 
 def register() -> None:
-    """Register the twin as gluon_ssd's 'torch' backend of inference and of training (the entry point of the
+    """Register the twin as gluon_ssd's 'torch' backend of inference, training and int8 (the entry point of the
     ``gluon_ssd.backends`` group; importing :mod:`convert` does it too)."""
-    from gluon_ssd.predict import register_backend
-
-    # The trainer is named, not imported: it needs MXNet (the shared data pipeline), the twin's inference
-    # does not (`import convert` works with torch and numpy only).
-    register_backend("torch", load_torch_detector, quantize_torch_detector, trainer="convert.training:TorchTrainer")
+    register_backend("torch", load_torch_detector, engine=TorchEngine, quantizer=quantize_torch_detector)

@@ -22,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from .registry import BACKENDS, QUANTIZERS, UNAVAILABLE, available_backends, register_backend, unknown_backend_message
 from .specs import NMS_THRESH, NMS_TOPK, POST_NMS, parse_pretrained
 
 __all__ = [
     "BACKENDS",
+    "QUANTIZERS",
+    "UNAVAILABLE",
     "Detections",
     "MXNetDetector",
     "Preprocessor",
@@ -35,6 +38,7 @@ __all__ = [
     "available_backends",
     "load_deployed_detector",
     "register_backend",
+    "unknown_backend_message",
     "load_detector",
     "parse_pretrained",
 ]
@@ -195,77 +199,9 @@ def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ct
     return MXNetDetector(net, ctx)
 
 
-# Backends by name: a function building a detector (arguments as load_mxnet_detector). Others register
-# themselves with register_backend: the project's own PyTorch twin (convert/, OWN_BACKENDS) adds 'torch' when it is
-# imported, which available_backends does on first need, so that a checkout that is not installed runs
-# --backend torch; other packages are found through the entry-point group ENTRY_POINT_GROUP (each entry a
-# callable that registers).
-BACKENDS: dict[str, Callable[..., Any]] = {"mxnet": load_mxnet_detector}
-# name -> fn(detector, calib_batches, out_path, calib_mode=, num_calib_examples=, quantize_heads=, nms=)
-# -> its int8 detector, written to out_path (see convert.backend.quantize_torch_detector)
-QUANTIZERS: dict[str, Callable[..., Any]] = {}
-# name -> 'module:Class' of the backend's training job (train_ssd.py --backend NAME; gluon_ssd.train.run imports
-# it only then, so that registering a backend stays free of the training stack: the twin's trainer needs MXNet
-# for the shared data pipeline, its inference does not).
-TRAINER_PATHS: dict[str, str] = {}
-ENTRY_POINT_GROUP = "gluon_ssd.backends"
-# The project's own backends: name -> the module whose register() adds it (importing it needs its framework).
-OWN_BACKENDS = {"torch": "convert.backend"}
-# name -> why it could not be loaded (its framework is not installed), for the messages of the tools
-UNAVAILABLE: dict[str, str] = {}
-_discovered = False
-
-
-def register_backend(name: str, loader: Callable[..., Any], quantizer: Callable[..., Any] | None = None,
-                     trainer: str | None = None) -> None:
-    """Make ``name`` a backend of :func:`load_detector` (and of the CLIs' ``--backend``); ``quantizer``, if
-    given, calibrates one of its detectors to int8 (``eval_ssd.py --backend NAME --dtype int8``); ``trainer``,
-    if given, is the 'module:Class' of its training job (``train_ssd.py --backend NAME``, see
-    :func:`gluon_ssd.train.run.trainer_class`), imported only when training."""
-    BACKENDS[name] = loader
-    if quantizer is not None:
-        QUANTIZERS[name] = quantizer
-    if trainer is not None:
-        TRAINER_PATHS[name] = trainer
-
-
-def available_backends() -> dict[str, Callable[..., Any]]:
-    """:data:`BACKENDS` after registering the project's own backends (:data:`OWN_BACKENDS`) and those of the
-    entry points of installed packages (once). One whose framework is missing is left out, the reason kept in
-    :data:`UNAVAILABLE`."""
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        import importlib
-        from importlib.metadata import entry_points
-
-        for name, module in OWN_BACKENDS.items():
-            if name in BACKENDS:
-                continue
-            try:
-                importlib.import_module(module).register()
-            except ImportError as err:  # e.g. torch not installed: that backend is simply not available
-                UNAVAILABLE[name] = str(err)
-                log.info("backend %s not available: %s", name, err)
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name in BACKENDS:
-                continue
-            try:
-                entry.load()()
-            except ImportError as err:
-                UNAVAILABLE[entry.name] = str(err)
-                log.info("backend %s not available: %s", entry.name, err)
-    return BACKENDS
-
-
-def unknown_backend_message(backend: str) -> str:
-    """Why ``backend`` cannot be used: not installed (with the import error) or not a backend at all."""
-    backends = available_backends()
-    if backend in UNAVAILABLE:
-        return (f"--backend {backend} is not available here ({UNAVAILABLE[backend]})"
-                + ("; the PyTorch twin needs torch: pip install -r requirements-torch.txt (Python 3.12+) or "
-                   "pip install torch onnx onnxruntime" if backend == "torch" else ""))
-    return f"--backend {backend!r} is not available; choose from {', '.join(sorted(backends))}"
+# The registry (gluon_ssd.registry) holds the backends by name; this module's names for it stay, and the MXNet
+# detector registers here.
+register_backend("mxnet", load_mxnet_detector)
 
 
 def backend_options(backend: str, device: str = "cpu", dtype: str = "fp32", mxnet_gpus_flag: str = "--gpus") -> dict:

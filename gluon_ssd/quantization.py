@@ -26,6 +26,7 @@ from . import model_zoo
 from .deploy import export
 from .int8_heads import HEAD_TOLERANCE, check_quantize_heads, choose_float_heads
 from .model_store import default_root
+from .registry import QUANTIZERS
 from .specs import INT8_MODELS  # GluonCV's int8 SSDs and the float32 model whose weights they take
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def calibrate(model, batches: Iterable, out_dir: str, name: str, backend: str = 
         (:func:`gluon_ssd.eval.loop.calibration_batches`).
     out_dir, name : the files are ``{out_dir}/{name}-quantized-{calib_mode}-symbol.json`` and ``-0000.params``
         (MXNet, exported at the batches' input size), or ``{out_dir}/{name}-int8-{calib_mode}.onnx`` (the
-        backend's quantizer of :data:`gluon_ssd.predict.QUANTIZERS`, e.g. the PyTorch twin's ONNX Runtime int8).
+        backend's quantizer of :data:`gluon_ssd.registry.QUANTIZERS`, e.g. the PyTorch twin's ONNX Runtime int8).
     backend : 'mxnet' for MXNet's own flow (:func:`quantize`; ``quantized_dtype`` applies), else the name of
         a backend with a registered quantizer.
     calib_mode, quantized_dtype, quantize_heads : see :func:`quantize`.
@@ -242,8 +243,6 @@ def calibrate(model, batches: Iterable, out_dir: str, name: str, backend: str = 
     ------
     ValueError for a backend without an int8 quantizer, no batch, or a bad mode or dtype.
     """
-    from .predict import QUANTIZERS
-
     batches = list(batches)
     examples = sum(len(b) for b in batches)
     if backend == "mxnet":

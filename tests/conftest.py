@@ -215,7 +215,7 @@ def tiny_train_dataset(tmp_path_factory):
 
 def vgg_train_config(dataset, prefix, backend="mxnet", **overrides):
     """The BN-free VGG16-atrous SSD for two-step comparisons: batch 2, lr 0.001, seed 5, on the CPU."""
-    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.config import TrainConfig
 
     values = dict(network="vgg16_atrous", data_shape=300, batch_size=2, dataset="custom", dataset_root=dataset,
                   num_workers=0, gpus="", epochs=1, lr=0.001, wd=0.0005, pretrained_base="False",
@@ -230,13 +230,13 @@ def train_in_process(cfg):
     import json
 
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import SeededAugmentation
-    from gluon_ssd.train.run import prepare, trainer_class
+    from gluon_ssd.train.loop import SeededAugmentation
+    from gluon_ssd.train.run import prepare, training_loop
 
     net, train_ds, _, classes, _, _ = prepare(cfg)
     initial = {k: p.data().asnumpy().copy() for k, p in net._collect_params_with_prefix().items()}
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
-    trainer = trainer_class(cfg.backend)(cfg, net, data, None, classes, None)
+    trainer = training_loop(cfg, net, data, None, classes, None)
     trainer.fit()
     losses = [json.loads(line)["loss"] for line in open(trainer.prefix + "_metrics.jsonl")
               if json.loads(line)["kind"] == "iteration"]

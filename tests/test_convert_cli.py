@@ -165,7 +165,7 @@ def test_training_checkpoint(gluon_file, photo_paths, tmp_path, capsys):
 
 def test_twin_needs_no_mxnet(tmp_path):
     """A host with torch and numpy only (the lent GPU machines have no MXNet): `import convert` registers the
-    torch backend without importing MXNet (its trainer is only named), and a .pth written here loads, runs and
+    torch backend, its training engine included, without importing MXNet, and a .pth written here loads, runs and
     detects as it does beside MXNet."""
     from convert import get_torch_model, save_torch_model
 
@@ -178,8 +178,8 @@ def test_twin_needs_no_mxnet(tmp_path):
     code = WITHOUT_MXNET + f"""
 import numpy as np, torch
 import convert
-from gluon_ssd.predict import BACKENDS, TRAINER_PATHS
-assert "torch" in BACKENDS and TRAINER_PATHS["torch"] == "convert.training:TorchTrainer"
+from gluon_ssd.registry import BACKENDS, ENGINES
+assert "torch" in BACKENDS and ENGINES["torch"].__name__ == "TorchEngine"
 twin = convert.load_torch_model({str(path)!r})
 with torch.no_grad():
     scores = twin(torch.from_numpy(np.load({str(tmp_path / "x.npy")!r})))[1].numpy()

@@ -306,7 +306,7 @@ def test_start_model_transfers_as_the_gluon_trainer(tmp_path):
     gluon_ssd. Same classes as the file: the file's weights, all of them."""
     from convert.train.start import start_model
     from gluon_ssd.classes import VOC_CLASSES
-    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.config import TrainConfig
     from gluon_ssd.train.run import build_network
 
     file_classes = VOC_CLASSES

@@ -62,7 +62,7 @@ def _xml_objects(folder, ids):
 def _training_fails(root) -> bool:
     """What train_ssd.py's own data path does with the dataset: build the datasets as training does and read
     every item (training drops bad items of the train split; validation raises on them)."""
-    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.config import TrainConfig
     from gluon_ssd.train.run import build_datasets
 
     try:

@@ -129,14 +129,14 @@ def test_training_batches_are_the_same_without_mxnet(tiny_train_dataset, tmp_pat
     from gluon_ssd.data.batchify import batchify_detection
     from gluon_ssd.data.open import open_dataset
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation
+    from gluon_ssd.train.loop import EpochBatchSampler, SeededAugmentation
 
     code = f"""
 import numpy as np
 from gluon_ssd.data.batchify import batchify_detection, torch_loader
 from gluon_ssd.data.open import open_dataset
 from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation
+from gluon_ssd.train.loop import EpochBatchSampler, SeededAugmentation
 ds = SeededAugmentation(open_dataset("custom", {tiny_train_dataset!r}, purpose="train"),
                         SSDDefaultTrainTransform(300, 300), 7)
 sampler = EpochBatchSampler(len(ds), 4, 7)

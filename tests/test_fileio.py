@@ -59,7 +59,7 @@ def test_saved_files_get_the_umask_permissions(tmp_path, net_and_trainer, mask, 
 
 
 def test_training_curves_plot_gets_the_umask_permissions(tmp_path):
-    from gluon_ssd.train.fit import plot_curves
+    from gluon_ssd.train.loop import plot_curves
 
     history = [{"epoch": e, "loss": 1.0 / (e + 1), "cls_loss": 0.6, "box_loss": 0.4, "lr": 0.01} for e in range(2)]
     with umask(0o022):

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 import gluon_ssd
-from gluon_ssd.train import fit, run
-from gluon_ssd.train.fit import TrainConfig, Trainer, TrainingError
+from gluon_ssd.train import engine, loop, run
+from gluon_ssd.train.config import TrainConfig
+from gluon_ssd.train.loop import TrainingError, TrainingLoop
 from gluon_ssd.train.schedule import learning_rate
 from tests.conftest import train_in_process
 
@@ -190,7 +191,7 @@ def test_amp_init_runs_before_the_network_and_before_init_trainer(tiny_train_dat
     monkeypatch.setattr(amp, "init", lambda *a, **k: calls.append("amp.init"))
     monkeypatch.setattr(amp, "init_trainer", lambda trainer: calls.append("amp.init_trainer"))
     monkeypatch.setattr(amp, "scale_loss", scale_loss)
-    monkeypatch.setattr(run, "_check_amp_devices", lambda ctx: None)
+    monkeypatch.setattr(engine, "check_amp_devices", lambda ctx: None)
     build = run.build_network
     monkeypatch.setattr(run, "build_network", lambda *a: calls.append("build_network") or build(*a))
 
@@ -203,33 +204,44 @@ def test_amp_init_runs_before_the_network_and_before_init_trainer(tiny_train_dat
 
 
 # ----------------------------------------------------------------- validation and saving epochs
-class _ScheduleProbe(Trainer):
-    """The real epoch loop with a stub engine: constant losses, a given mAP per epoch, files recorded."""
+class _ScheduleProbe:
+    """A stub engine for the real loop: constant losses, a given mAP per epoch (what it validates is the epoch
+    it was told of last), files recorded."""
 
-    def __init__(self, cfg, maps):
-        super().__init__(cfg, None, list(range(2)), object(), ("a",), None)
-        self.maps, self.written = maps, []
+    rank, parts, devices = 0, 1, 1
+
+    def __init__(self, maps, prefix):
+        self.maps, self.prefix, self.written = maps, prefix, []
+        self.epoch = 0
 
     def setup(self):
-        self.trainer = types.SimpleNamespace(set_learning_rate=lambda lr: None)
+        pass
 
-    def _loader(self, sampler):
+    start = close = setup
+
+    def set_learning_rate(self, lr):
+        pass
+
+    def loader(self, dataset, sampler):
         class Batches:
             def __iter__(self):
                 return ((np.zeros((len(keys), 1)), None) for keys in sampler)
         return Batches()
 
     def step(self, images, labels):
-        return (1.0, 0.6, 0.4), images.shape[0]
+        return 1.0, 0.6, 0.4
 
-    def _validate(self):
-        value = self.maps[self.epoch - 1]  # called after the epoch counter moved on
-        return types.SimpleNamespace(map=value, names=["mAP"], values=[value])
+    @contextlib.contextmanager
+    def detector(self):
+        yield "the detector"
 
     def write_params(self, path):
         self.written.append(path[len(self.prefix):])
 
-    def save_checkpoint(self):
+    def write_best(self, prefix, epoch, current_map):
+        self.write_params(f"{prefix}_best.params")
+
+    def save_checkpoint(self, path, meta):
         pass
 
 
@@ -262,12 +274,18 @@ def test_validation_and_saving_epochs_are_gluoncvs(tmp_path, monkeypatch, val_in
     """The epochs that validate, the .params files and _best_map.log of the loop (both backends run it) against
     GluonCV's conditions written out by hand, 12 epochs; --val-interval 0 (a division by zero in GluonCV) turns
     validation, and with it GluonCV's files, off."""
-    monkeypatch.setattr(fit, "plot_curves", lambda history, path: None)
+    monkeypatch.setattr(loop, "plot_curves", lambda history, path: None)
     cfg = TrainConfig(gpus="", batch_size=2, epochs=len(MAPS), start_epoch=start, val_interval=val_interval,
                       save_interval=save_interval, save_prefix=str(tmp_path) + "/", model_name="m", progress=False,
                       log_interval=0, backend="mxnet")
-    probe = _ScheduleProbe(cfg, MAPS)
-    history = probe.fit()
+    probe = _ScheduleProbe(MAPS, cfg.save_prefix + cfg.model_name)
+
+    def validate(detector, dataset):
+        value = MAPS[run_loop.epoch - 1]  # called after the epoch counter moved on
+        return types.SimpleNamespace(map=value, names=["mAP"], values=[value])
+
+    run_loop = TrainingLoop(cfg, probe, list(range(2)), object(), ("a",), validate)
+    history = run_loop.fit()
     validated = [h["epoch"] for h in history if "map" in h]
     log_path = tmp_path / "m_best_map.log"
     best_lines = log_path.read_text().splitlines() if log_path.exists() else []
@@ -310,10 +328,10 @@ def test_logged_losses_are_gluoncvs_meters(tiny_train_dataset, tmp_path, caplog)
         return out
 
     net, train_ds, _, classes, _, _ = run.prepare(cfg)
-    data = fit.SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
-    trainer = Trainer(cfg, net, data, None, classes, None)
-    trainer._loss = recording_loss
-    with caplog.at_level(logging.INFO, logger="gluon_ssd.train.fit"):
+    data = loop.SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
+    trainer = run.training_loop(cfg, net, data, None, classes, None)
+    trainer.engine._loss = recording_loss
+    with caplog.at_level(logging.INFO, logger="gluon_ssd.train.loop"):
         trainer.fit()
     pattern = re.compile(r"CrossEntropy=([\d.]+), SmoothL1=([\d.]+)")
     logged = [tuple(float(v) for v in pattern.search(r.getMessage()).groups())
@@ -334,7 +352,7 @@ def test_fractional_lr_decay_epoch_as_gluoncv():
     from gluon_ssd.cli.train import parse_args
 
     cfg = parse_args(["--lr-decay-epoch", "200,160.5", "--gpus", ""])
-    assert Trainer(cfg, None, [], None, (), None).decay_epochs == (160.5, 200.0)
+    assert TrainingLoop(cfg, _ScheduleProbe([], ""), [], None, (), None).decay_epochs == (160.5, 200.0)
 
     def gluoncv_lr(epoch, steps, lr=0.001, decay=0.1):  # its per-epoch loop, written out
         steps = sorted(steps)
@@ -351,7 +369,7 @@ def test_fractional_lr_decay_epoch_as_gluoncv():
                     pytest.approx(gluoncv_lr(epoch, list(steps)), rel=1e-12), (steps, epoch, fraction)
     cfg.lr_decay_epoch = "160,2OO"
     with pytest.raises(TrainingError, match=r"--lr-decay-epoch '160,2OO': '2OO' is not a number"):
-        Trainer(cfg, None, [], None, (), None)
+        TrainingLoop(cfg, _ScheduleProbe([], ""), [], None, (), None)
 
 
 def test_coco_validates_every_10_epochs_as_gluoncv(tmp_path, caplog):
@@ -390,11 +408,11 @@ def test_syncbn_with_several_mxnet_devices_says_why_not(tiny_train_dataset, tmp_
                             norm_layer=mx.gluon.contrib.nn.SyncBatchNorm, norm_kwargs={"num_devices": 2})
     gluon_ssd.get_model("ssd_300_mobilenet0.25_voc", pretrained_base=False, norm_layer=mx.gluon.nn.BatchNorm)
 
-    with caplog.at_level(logging.INFO, logger="gluon_ssd.train.run"):
+    with caplog.at_level(logging.INFO, logger="gluon_ssd.train.engine"):
         for network, contexts in (("vgg16_atrous", 2), ("mobilenet0.25", 1)):
             cfg = TrainConfig(network=network, data_shape=300, dataset="custom", syncbn=True, gpus="",
                               cpu_contexts=contexts, model_name=run.resolve_model_name(network, 300, "custom"))
-            run.check_syncbn(cfg, fit._contexts(cfg))
+            engine.check_syncbn(cfg, engine.training_contexts(cfg))
     assert sum("nothing to synchronize" in r.getMessage() for r in caplog.records) == 2
 
 

@@ -9,7 +9,7 @@ from gluon_ssd import get_model
 from gluon_ssd.classes import COCO_CLASSES
 from gluon_ssd.model_zoo import file_class_count
 from gluon_ssd.params import read_param_file
-from gluon_ssd.train.fit import TrainConfig
+from gluon_ssd.train.config import TrainConfig
 from gluon_ssd.train.run import build_network, resolve_model_name
 
 LITE = "ssd_300_mobilenet1.0_lite_coco"

@@ -31,24 +31,25 @@ def _classes(dataset):
 
 def _weights(trainer) -> dict:
     """The network's arrays by gluon structural key: the MXNet net's, or the twin's through the key map."""
+    engine = trainer.engine
     if trainer.cfg.backend == "mxnet":
-        return {k: p.data().asnumpy().copy() for k, p in trainer.net._collect_params_with_prefix().items()}
+        return {k: p.data().asnumpy().copy() for k, p in engine.net._collect_params_with_prefix().items()}
     from convert.weights.mapping import key_map
 
-    state = trainer.model.state_dict()
-    return {g: state[t].detach().cpu().numpy().copy() for t, g in key_map(trainer.model).items()}
+    state = engine.model.state_dict()
+    return {g: state[t].detach().cpu().numpy().copy() for t, g in key_map(engine.model).items()}
 
 
 def _train(cfg, setup_only=False):
     """(trainer, its weights right after set-up, the metrics.jsonl iteration records) of one run in this process.
     ``setup_only``: set up (resume included) and stop before the first step."""
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import SeededAugmentation
-    from gluon_ssd.train.run import prepare, trainer_class
+    from gluon_ssd.train.loop import SeededAugmentation
+    from gluon_ssd.train.run import prepare, training_loop
 
     net, train_ds, _, classes, _, _ = prepare(cfg)
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape), cfg.seed)
-    trainer = trainer_class(cfg.backend)(cfg, net, data, None, classes, None)
+    trainer = training_loop(cfg, net, data, None, classes, None)
     start = {}
     if setup_only:
         trainer.setup()
@@ -105,7 +106,7 @@ def _gluoncv_first_loss(gcv, net, cfg) -> float:
 
     from gluon_ssd.data.batchify import batchify_detection
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import EpochBatchSampler, SeededAugmentation
+    from gluon_ssd.train.loop import EpochBatchSampler, SeededAugmentation
     from gluon_ssd.train.run import build_datasets
 
     train_ds = build_datasets(cfg)[0]
@@ -263,7 +264,7 @@ def test_torch_run_resumes_from_its_own_params_and_its_checkpoint(tiny_train_dat
     again = vgg_train_config(tiny_train_dataset, tmp_path / "again", "torch", resume=params, start_epoch=2, seed=6,
                              **common)
     trainer, _, _ = _train(again, setup_only=True)
-    assert not trainer.trainer.state and trainer.best_map == -np.inf and trainer.history == []
+    assert not trainer.engine.optimizer.state and trainer.best_map == -np.inf and trainer.history == []
 
     # Our checkpoint still resumes exactly: the archive's weights, momentum buffers and position.
     caplog.clear()
@@ -273,13 +274,13 @@ def test_torch_run_resumes_from_its_own_params_and_its_checkpoint(tiny_train_dat
     with zipfile.ZipFile(ckpt) as zf:
         saved = torch.load(io.BytesIO(zf.read("torch_state.pt")), map_location="cpu", weights_only=True)
         meta = json.loads(zf.read("meta.json"))
-    table = key_map(trainer.model)
+    table = key_map(trainer.engine.model)
     for torch_key, gluon_key in table.items():
         np.testing.assert_array_equal(start[gluon_key], saved["model"][torch_key].numpy(), err_msg=gluon_key)
-    parameters = list(trainer.model.parameters())  # one group: the state's indices are this order
-    assert len(saved["optimizer"]["state"]) == len(trainer.trainer.state) > 50
+    parameters = list(trainer.engine.model.parameters())  # one group: the state's indices are this order
+    assert len(saved["optimizer"]["state"]) == len(trainer.engine.optimizer.state) > 50
     for index, state in saved["optimizer"]["state"].items():
-        np.testing.assert_array_equal(trainer.trainer.state[parameters[index]]["momentum"].numpy(),
+        np.testing.assert_array_equal(trainer.engine.optimizer.state[parameters[index]]["momentum"].numpy(),
                                       state["momentum"].numpy(), err_msg=str(index))
     assert (trainer.epoch, trainer.batch_in_epoch, trainer.iteration) == (meta["epoch"], 0, 3) == (1, 0, 3)
     assert not _weights_only_warnings(caplog)

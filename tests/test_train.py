@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gluon_ssd.train import checkpoint as ckpt
-from gluon_ssd.train.fit import Trainer, TrainingError
+from gluon_ssd.train.loop import TrainingError
 from gluon_ssd.train.run import resolve_model_name
 from gluon_ssd.train.schedule import learning_rate
 from tests.conftest import ROOT, vgg_train_config
@@ -139,13 +139,13 @@ def test_bad_arguments_fail_before_work(tiny_dataset, tmp_path, capsys, args, me
 # -- the loop itself -----------------------------------------------------------------------------
 def _trainer(dataset, tmp_path, **overrides):
     from gluon_ssd.data.transforms import SSDDefaultTrainTransform
-    from gluon_ssd.train.fit import SeededAugmentation
-    from gluon_ssd.train.run import prepare
+    from gluon_ssd.train.loop import SeededAugmentation
+    from gluon_ssd.train.run import prepare, training_loop
 
     cfg = vgg_train_config(dataset, tmp_path, **overrides)
     net, train_ds, _, classes, _, _ = prepare(cfg)
     data = SeededAugmentation(train_ds, SSDDefaultTrainTransform(300, 300), cfg.seed)
-    return Trainer(cfg, net, data, None, classes, None), net
+    return training_loop(cfg, net, data, None, classes, None), net
 
 
 @pytest.mark.slow
@@ -238,14 +238,17 @@ def test_nan_loss_stops_with_epoch_and_iteration(tiny_dataset, tmp_path, backend
     assert "Traceback" not in result.stderr
 
 
-def test_a_named_trainer_that_cannot_load_is_a_clear_error(monkeypatch):
-    """A backend names its trainer ('module:Class'; the twin: convert.training:TorchTrainer); a name that does not
-    import is a TrainingError naming it, not a traceback."""
-    from gluon_ssd import predict
+def test_one_registry_names_each_backends_engine(monkeypatch):
+    """A backend registers its engine class beside its detector (gluon_ssd.registry; the twin from convert.backend,
+    found without being installed); a backend without an engine is a TrainingError naming those that have one."""
+    from gluon_ssd import registry
     from gluon_ssd.train import run
-    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.engine import MXNetEngine
+    from gluon_ssd.train.loop import TrainingError
 
-    monkeypatch.setitem(predict.TRAINER_PATHS, "elsewhere", "no_such_package.training:Trainer")
-    with pytest.raises(TrainingError, match="its trainer no_such_package.training:Trainer cannot be loaded"):
-        run.trainer_class("elsewhere")
-    assert run.trainer_class("torch").__name__ == "TorchTrainer"  # the twin's, imported on first use
+    monkeypatch.setitem(registry.BACKENDS, "elsewhere", lambda **kwargs: None)
+    with pytest.raises(TrainingError, match="--backend 'elsewhere': available training backends are mxnet, torch"):
+        run.engine_class("elsewhere")
+    assert run.engine_class("mxnet") is MXNetEngine
+    assert run.engine_class("torch").__name__ == "TorchEngine"
+    assert registry.BACKENDS["torch"].__name__ == "load_torch_detector" and "torch" in registry.QUANTIZERS

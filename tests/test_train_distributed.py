@@ -70,7 +70,7 @@ def test_dist_sync_two_workers_equal_one_process(tiny_dataset, tmp_path):
 def assert_workers_take_the_steps_of_one_process(workers, one, dataset, tmp_path):
     """The workers' checkpoints hold identical weights, the steps moved them from the initial weights (the
     same seed builds the same ones), and they equal one process's within assert_same_steps."""
-    from gluon_ssd.train.fit import TrainConfig
+    from gluon_ssd.train.config import TrainConfig
     from gluon_ssd.train.run import prepare
 
     for key in one.params:
@@ -88,7 +88,7 @@ def assert_workers_take_the_steps_of_one_process(workers, one, dataset, tmp_path
 
 
 def test_checksums_disagree_on_hand_worked_cases():
-    from gluon_ssd.train.fit import checksums_disagree
+    from gluon_ssd.train.engine import checksums_disagree
 
     # Per-parameter checksums of 2 workers: equal (3, 3), one worker holding zeros (5, 0), both zero
     # (a zero-initialized bias), and a 1e-6 relative float32-rounding difference (1, 1 + 1e-6).

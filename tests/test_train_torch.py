@@ -1,4 +1,4 @@
-"""train_ssd.py --backend torch: the twin trained with the MXNet trainer's recipe, compared against it.
+"""train_ssd.py --backend torch: the twin trained by the loop of MXNet's engine, compared against it.
 
 What can be equal and what cannot, measured (see BENCHMARKS.md, 'Training the twin'):
 - VGG16-atrous has no BatchNorm and its float32 gradients are well conditioned: the first steps of the two
@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from convert.nn.ssd import get_torch_model
-from convert.training import load_checkpoint
+from convert.train.engine import load_checkpoint
 from convert.weights.mapping import gluon_to_torch, key_map
-from gluon_ssd.train.fit import SeededAugmentation
+from gluon_ssd.train.loop import SeededAugmentation
 from tests.conftest import ROOT, train_in_process, vgg_train_config
 from tests.helpers import WITHOUT_MXNET, assert_same_steps, free_port, running_beside, sigkill_in_epoch
 
@@ -45,17 +45,17 @@ def tiny_dataset(tiny_train_dataset):
 ])
 def test_backend_options_are_checked_before_any_work(tiny_dataset, backend, overrides, message):
     """(train_ssd.py maps TrainingError to one line on stderr and exit 2: tests/test_train.py walks that.)"""
-    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.loop import TrainingError
     from gluon_ssd.train.run import prepare
 
     with pytest.raises(TrainingError, match=re.escape(message)):
         prepare(vgg_train_config(tiny_dataset, "/nonexistent/prefix", backend, **overrides))
 
 
-def _torch_as_gluon(trainer):
+def _torch_as_gluon(loop):
     """The twin's weights under gluon keys (fix_gamma gammas, which MXNet ignores, left out)."""
-    table = key_map(trainer.model)
-    state = trainer.model.state_dict()
+    table = key_map(loop.engine.model)
+    state = loop.engine.model.state_dict()
     return {g: state[t].detach().cpu().numpy() for t, g in table.items() if not t.endswith("running_mean")
             and not t.endswith("running_var")}
 
@@ -233,7 +233,7 @@ def test_torch_run_writes_gluoncv_files_and_resumes_exactly_after_sigkill(tiny_d
     for key, value in a["model"].items():
         np.testing.assert_allclose(b["model"][key].numpy(), value.numpy(), rtol=0, atol=1e-6, err_msg=key)
     # An MXNet checkpoint is not silently taken for a torch one
-    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.loop import TrainingError
 
     with pytest.raises(TrainingError, match="resume it with --backend"):
         from gluon_ssd.train import checkpoint as mx_ckpt

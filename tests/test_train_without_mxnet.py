@@ -60,7 +60,7 @@ def backbone_file(tmp_path_factory):
 
 @pytest.mark.slow
 def test_torch_training_without_mxnet(tiny_train_dataset, backbone_file, tmp_path):
-    from convert.training import load_checkpoint
+    from convert.train.engine import load_checkpoint
 
     common = ["--network", "mobilenet0.25", "--data-shape", "300", "--batch-size", "4", "--epochs", "2",
               "--lr", "0.01", "--val-interval", "1", "--save-interval", "2", "--seed", "11", "--backend", "torch",
@@ -183,7 +183,7 @@ def test_ddp_without_mxnet_equals_one_process(tiny_train_dataset, tmp_path):
     (BN-free VGG, two steps): the same weights within the bound of tests/helpers.assert_same_steps: the positive
     count is all-reduced and the gradients summed. (The DDP test of the torch backend: the code after the start
     is the same with MXNet installed.)"""
-    from convert.training import load_checkpoint
+    from convert.train.engine import load_checkpoint
     from tests.helpers import assert_same_steps
 
     wrapper = tmp_path / "train_without_mxnet.py"

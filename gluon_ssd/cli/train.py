@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv=None):
-    """The flags as a :class:`gluon_ssd.train.fit.TrainConfig`."""
-    from gluon_ssd.train.fit import TrainConfig
+    """The flags as a :class:`gluon_ssd.train.config.TrainConfig`."""
+    from gluon_ssd.train.config import TrainConfig
 
     d = TrainConfig()
     p = ArgumentParser(prog=PROG, description="Train an SSD network (GluonCV-compatible flags).",
@@ -107,7 +107,7 @@ def parse_args(argv=None):
 
 def run(cfg) -> int:
     from gluon_ssd.model_store import ModelStoreError
-    from gluon_ssd.train.fit import TrainingError
+    from gluon_ssd.train.loop import TrainingError
     from gluon_ssd.train.run import resolve_model_name, train
 
     try:

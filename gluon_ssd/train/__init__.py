@@ -1,10 +1,11 @@
-"""Training: target generation and the SSD loss (MXNet), and the training loop (shared with --backend torch)."""
+"""Training: target generation and the SSD loss (MXNet), the training loop (shared with --backend torch) and MXNet's
+engine."""
 
 __all__ = ["SSDMultiBoxLoss", "SSDTargetGenerator", "batch_targets"]
 
 
 def __getattr__(name):
-    # Lazy: the training loop (gluon_ssd.train.fit, .run) also runs where MXNet is not installed.
+    # Lazy: the training loop (gluon_ssd.train.loop, .run) also runs where MXNet is not installed.
     if name == "SSDMultiBoxLoss":
         from .loss import SSDMultiBoxLoss
 

@@ -2,23 +2,21 @@
 
 A checkpoint is a zip archive with ``params.params`` (the network, GluonCV's structural keys),
 ``trainer.states`` (optimizer state, e.g. SGD momentum) and ``meta.json`` (epoch, iteration, best
-metric, the training arguments, numpy's and Python's RNG states). It is written with
-:func:`gluon_ssd.fileio.atomic_write` (a temporary file in the same folder, flushed to disk and renamed
-over the previous one), so a crash at any moment leaves the previous checkpoint intact.
+metric, the training arguments, numpy's and Python's RNG states: :func:`gluon_ssd.train.loop.rng_states`).
+It is written with :func:`gluon_ssd.fileio.atomic_write` (a temporary file in the same folder, flushed to
+disk and renamed over the previous one), so a crash at any moment leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import random
 import tempfile
 import zipfile
 
-import numpy as np
-
 from .._mxnet import mx, require
 from ..fileio import atomic_write
+from .loop import rng_states
 
 FORMAT = "gluon_ssd-checkpoint-1"
 _MXNET_ERROR = mx.base.MXNetError if mx is not None else KeyError  # (KeyError: caught anyway)
@@ -49,21 +47,6 @@ def _nd_from_bytes(data: bytes) -> dict:
         return mx.nd.load(path)
 
 
-def rng_states() -> dict:
-    state = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    return {"numpy": [state[0], state[1].tolist(), *state[2:]], "python": [version, list(internal), gauss]}
-
-
-def restore_rng_states(states: dict):
-    if not states:
-        return
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
 def save_checkpoint(path, net, trainer, meta: dict):
     """Atomically write a checkpoint of ``net``, ``trainer`` and ``meta`` to ``path``."""
     params = {k: p._reduce() for k, p in net._collect_params_with_prefix().items()}
@@ -72,7 +55,8 @@ def save_checkpoint(path, net, trainer, meta: dict):
         trainer.save_states(states_file)
         with open(states_file, "rb") as f:
             states = f.read()
-    meta = dict(meta, format=FORMAT, rng=rng_states())
+    meta = dict(meta, format=FORMAT)
+    meta.setdefault("rng", rng_states())  # the loop's meta has them already
     with atomic_write(path, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
         zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
         zf.writestr("params.params", _nd_bytes(params))

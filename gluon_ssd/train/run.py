@@ -11,45 +11,40 @@ from .._mxnet import is_block, missing_message, mx
 from ..classes import COCO_CLASSES, VOC_CLASSES
 from ..data.open import TRAINING_SPLITS
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
+from ..data.transforms import SSDDefaultTrainTransform
+from ..registry import ENGINES, UNAVAILABLE, available_backends, register_backend
 from ..specs import MODEL_SPECS
-from .fit import TrainConfig, Trainer, TrainingError, _contexts, resume_kind
+from .config import TrainConfig
+from .loop import SeededAugmentation, TrainingError, TrainingLoop, resume_kind
 from .schedule import parse_decay_epochs
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "custom", "synthetic")
-# Training backends by name: the class running a job (Trainer's interface: ``cls(cfg, net, train_data, val_data,
-# classes, eval_fn).fit()``, ``net`` the initialized gluon SSD on the CPU). Other backends name their class when
-# they register their inference backend (gluon_ssd.predict.register_backend(trainer='module:Class'); the PyTorch
-# twin does, from the entry points of gluon_ssd.predict.ENTRY_POINT_GROUP); it is imported on first use and kept
-# here. The library never imports them itself.
-TRAINERS: dict = {"mxnet": Trainer}
+
+if mx is not None:
+    # MXNet's engine, where MXNet is installed; other backends register theirs (gluon_ssd.registry).
+    from .engine import MXNetEngine, training_contexts
+
+    register_backend("mxnet", engine=MXNetEngine)
 
 
-def trainer_class(backend: str):
-    """The training job class of ``backend``: registered here, or named by its inference backend's registration
-    (imported now)."""
-    from ..predict import TRAINER_PATHS, available_backends
-
-    if backend not in TRAINERS and backend not in TRAINER_PATHS:
+def engine_class(backend: str) -> type:
+    """The training engine class of ``backend`` (:class:`gluon_ssd.train.loop.Engine`), from the registry after
+    discovering the backends (:func:`gluon_ssd.registry.available_backends`)."""
+    if backend not in ENGINES:
         available_backends()  # registers the project's own backends and those of installed packages
-    if backend not in TRAINERS and backend in TRAINER_PATHS:
-        import importlib
-
-        module, _, attr = TRAINER_PATHS[backend].partition(":")
-        try:
-            TRAINERS[backend] = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise TrainingError(f"--backend {backend!r}: its trainer {TRAINER_PATHS[backend]} cannot be loaded "
-                                f"({err}); is its package installed completely?") from None
-    if backend not in TRAINERS:
-        from ..predict import UNAVAILABLE
-
-        raise TrainingError(f"--backend {backend!r}: available training backends are "
-                            f"{', '.join(sorted({*TRAINERS, *TRAINER_PATHS}))}"
+    if backend not in ENGINES:
+        raise TrainingError(f"--backend {backend!r}: available training backends are {', '.join(sorted(ENGINES))}"
                             + (f" ({backend} is not available here: {UNAVAILABLE[backend]})"
                                if backend in UNAVAILABLE else ""))
-    return TRAINERS[backend]
+    return ENGINES[backend]
+
+
+def training_loop(cfg: TrainConfig, net, train_data, val_data, classes, eval_fn) -> TrainingLoop:
+    """The loop of a run with the engine of ``cfg.backend`` (arguments as :class:`TrainingLoop`; ``net`` the
+    gluon SSD :func:`prepare` built, None where MXNet is not installed)."""
+    return TrainingLoop(cfg, engine_class(cfg.backend)(cfg, net, classes), train_data, val_data, classes, eval_fn)
 
 
 def backbones() -> list[str]:
@@ -158,17 +153,11 @@ def build_network(cfg: TrainConfig, classes, ctx):
     return net
 
 
-def _check_amp_devices(ctx):
-    """MXNet's --amp is float16 on GPUs (its float16 convolutions have no CPU kernels): a TrainingError on CPUs."""
-    if all(c.device_type == "cpu" for c in ctx):
-        raise TrainingError("--amp (float16 mixed precision) needs GPUs; drop --amp on CPU")
-
-
 def start_amp(cfg: TrainConfig, ctx):
     """``mxnet.contrib.amp.init()`` for ``--amp`` with ``--backend mxnet``, where GluonCV's train_ssd.py calls it:
     before the network is built (AMP replaces mxnet's operators with casting ones, which the network's graph must
     be built from) and before the Trainer's ``amp.init_trainer``. Other backends have their own mixed precision.
-    :func:`prepare` has checked the devices (:func:`_check_amp_devices`) before it calls this."""
+    :func:`prepare` has checked the devices (:meth:`MXNetEngine.check_config`) before it calls this."""
     if not cfg.amp or cfg.backend != "mxnet":
         return
     from mxnet.contrib import amp
@@ -198,27 +187,6 @@ def architecture_note(cfg: TrainConfig) -> str | None:
             f"ssd_{cfg.data_shape}_{cfg.network}_{cfg.dataset})")
 
 
-def check_syncbn(cfg: TrainConfig, ctx) -> None:
-    """``--syncbn`` with MXNet: GluonCV passes SyncBatchNorm as the backbone's norm layer when there are several
-    devices. Here that is possible for no BatchNorm backbone (:func:`gluon_ssd.model_zoo.norm_layer_error`): a
-    TrainingError saying why; with one device or on VGG16 (no BatchNorm) it changes nothing, as in GluonCV."""
-    if not cfg.syncbn:
-        return
-    if len(ctx) < 2:
-        log.info("--syncbn: one device, nothing to synchronize (GluonCV uses SyncBatchNorm only with several)")
-        return
-    from ..model_zoo import norm_layer_error
-
-    reason = norm_layer_error(MODEL_SPECS[cfg.model_name].backbone)
-    if reason is None:
-        log.info("--syncbn: %s has no BatchNorm layer, nothing to synchronize", cfg.model_name)
-        return
-    raise TrainingError(
-        f"--syncbn with {len(ctx)} devices: {reason}. Train without --syncbn (each device then computes the BatchNorm "
-        f"statistics of its own share of every batch), or with --backend torch, whose --syncbn computes them over "
-        f"all torchrun processes")
-
-
 def prepare(cfg: TrainConfig):
     """Validate the configuration and build everything before any training work starts."""
     if cfg.dataset not in DATASETS:
@@ -236,26 +204,16 @@ def prepare(cfg: TrainConfig):
     if note:
         log.warning(note)
     gluoncv_val_interval(cfg)
-    cls = trainer_class(cfg.backend)
     if cfg.backend == "mxnet" and mx is None:
         raise TrainingError(missing_message("--backend mxnet"))
+    engine_class(cfg.backend).check_config(cfg)
+    # The gluon network is built on the training devices for MXNet's engine; other engines start from it built on
+    # the CPU (the same weights for the same --seed), or without MXNet from their own (--backend torch:
+    # convert.train.start).
     if cfg.backend == "mxnet":
-        ctx = _contexts(cfg)
-        if cfg.batch_size % len(ctx):
-            raise TrainingError(f"--batch-size {cfg.batch_size} does not divide evenly over {len(ctx)} devices")
-        if cfg.amp:
-            _check_amp_devices(ctx)
-        if cfg.amp_dtype not in ("", "fp16", "float16"):
-            raise TrainingError(f"--amp-dtype {cfg.amp_dtype}: MXNet's --amp is float16 (bf16 is --backend torch)")
-        check_syncbn(cfg, ctx)
-        if cfg.channels_last or cfg.compile:
-            raise TrainingError("--channels-last and --compile are options of --backend torch")
+        ctx = training_contexts(cfg)
     else:
-        # Other backends start from the gluon network built and initialized here on the CPU (the same weights
-        # for the same --seed), and check their own devices and options. Without MXNet there is no gluon
-        # network (net None): the backend initializes its own the same way (--backend torch: convert.train.start).
         ctx = [mx.cpu()] if mx is not None else []
-        cls.check_config(cfg)
     if cfg.resume and not os.path.isfile(cfg.resume):
         raise TrainingError(f"--resume {cfg.resume}: no such file")
     if cfg.resume:
@@ -277,11 +235,9 @@ def prepare(cfg: TrainConfig):
     return net, train_ds, val_ds, classes, metric, ctx
 
 
-def train(cfg: TrainConfig):
+def train(cfg: TrainConfig) -> list[dict]:
     """Run a whole training job; returns the per-epoch history."""
-    from ..data.transforms import SSDDefaultTrainTransform
-    from ..eval.loop import evaluate
-    from .fit import SeededAugmentation
+    from ..eval.loop import evaluate  # why: the evaluation stack (metrics, loaders) is needed only here
 
     net, train_ds, val_ds, classes, metric, ctx = prepare(cfg)
     transform = SSDDefaultTrainTransform(cfg.data_shape, cfg.data_shape, max_expand=cfg.max_expand)
@@ -293,4 +249,4 @@ def train(cfg: TrainConfig):
                         ctx=ctx if is_block(model) else None, metric=metric,
                         num_workers=cfg.num_workers, progress=cfg.progress)
 
-    return trainer_class(cfg.backend)(cfg, net, train_data, val_ds, classes, eval_fn).fit()
+    return training_loop(cfg, net, train_data, val_ds, classes, eval_fn).fit()

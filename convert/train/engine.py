@@ -1,25 +1,26 @@
 """``train_ssd.py --backend torch``: the PyTorch twin trained with gluon_ssd's recipe, step for step.
 
-Everything but the network's arithmetic is shared with the MXNet trainer (:class:`gluon_ssd.train.fit.Trainer`):
-the datasets, augmentation, sampler and seeds (the same data pipeline feeds both; its batches come through
-PyTorch's DataLoader), the learning-rate schedule, the epoch loop with its logs, metrics.jsonl, curves PNG, NaN
-stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`). What is PyTorch:
+:class:`TorchEngine` is an engine of gluon_ssd's training loop (:class:`gluon_ssd.train.loop.TrainingLoop`), as
+MXNet's is: the loop, shared, owns the datasets, augmentation, sampler and seeds (the same data pipeline feeds both;
+its batches come through PyTorch's DataLoader), the learning-rate schedule, the epochs with their logs,
+metrics.jsonl, curves PNG, NaN stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`), and
+importing this module does not import it. What is PyTorch:
 
 - the start: with MXNet installed, the gluon SSD that ``prepare()`` builds and initializes for ``--seed``
-  (``--pretrained-base``, ``--transfer`` included) goes through the same anchor forward as the MXNet trainer's
-  set-up and is then converted (:func:`convert.mapping.gluon_to_torch`): both backends start from the same
+  (``--pretrained-base``, ``--transfer`` included) goes through the same anchor forward as the MXNet engine's
+  set-up and is then converted (:func:`convert.weights.mapping.gluon_to_torch`): both backends start from the same
   weights. Without MXNet (today's GPU machines) the twin is initialized in torch with the same distributions
-  (:mod:`convert.init`, seeded by ``--seed``) and ``--pretrained-base`` / ``--transfer`` files are read with
+  (:mod:`convert.train.start`, seeded by ``--seed``) and ``--pretrained-base`` / ``--transfer`` files are read with
   :mod:`gluon_ssd.ndfile`: the same recipe, not the same numbers;
-- the targets: :func:`convert.targets.batch_targets` (gluon_ssd's matching and encoding) on the training
+- the targets: :func:`convert.train.target.batch_targets` (gluon_ssd's matching and encoding) on the training
   device, from the same anchors;
-- the loss (:class:`convert.train_ops.SSDLoss`) and SGD with MXNet's update rule (:class:`MXNetSGD`);
-  BatchNorm trains as MXNet's (:func:`convert.layers.mxnet_batch_norm`);
+- the loss (:class:`convert.train.loss.SSDLoss`) and SGD with MXNet's update rule (:class:`MXNetSGD`);
+  BatchNorm trains as MXNet's (:func:`convert.nn.layers.mxnet_batch_norm`);
 - scale-out: torch.distributed under ``torchrun`` (gloo on CPU, NCCL on GPUs, one process per GPU), the
   positive count all-reduced, gradients summed (DDP averages, so the loss is scaled by the world size),
   ``--syncbn`` sharing BatchNorm statistics;
 - speed options: ``--amp`` (bf16 autocast, or fp16 with a gradient scaler on CUDA), ``--channels-last``
-  (on the CPU with BatchNorm + ReLU fused, :mod:`convert.cpu_kernels`), ``--compile``;
+  (on the CPU with BatchNorm + ReLU fused, :mod:`convert._cpu.kernels`), ``--compile``;
 - ``--resume``: the checkpoint exactly, or a parameter file (GluonCV's or ours) for its weights alone;
 - files: the checkpoint ``{prefix}_last.ckpt`` (a zip of meta.json and a torch state), and GluonCV's
   ``_best.params`` / ``_{epoch}_{map}.params`` written as gluon_ssd parameters through the reverse mapping,
@@ -27,29 +28,26 @@ stop and validation. None of it needs MXNet (see :mod:`gluon_ssd._mxnet`). What 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import zipfile
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from gluon_ssd._mxnet import as_numpy, mx
-from gluon_ssd.data.batchify import batchify_detection, torch_loader
+from gluon_ssd.devices import parse_gpu_ids
 from gluon_ssd.fileio import atomic_write
-from gluon_ssd.train import checkpoint as mx_ckpt
-from gluon_ssd.train.fit import Trainer, TrainingError, weights_file_classes
+from gluon_ssd.train.loop import TrainingError, weights_file_classes, weights_file_error
 
-from ._cpu import kernels as cpu_kernels
-from .nn.layers import fuse_relu
-from .nn.ssd import get_torch_model
-from .runtime.inference import reuse_freed_memory
-from .train.loss import SSDLoss, train_step
-from .train.optim import MXNetSGD
-from .train.target import batch_targets
-from .weights.mapping import (
+from .._cpu import kernels as cpu_kernels
+from ..nn.layers import fuse_relu
+from ..nn.ssd import get_torch_model
+from ..runtime.inference import reuse_freed_memory
+from ..weights.mapping import (
     gluon_to_torch,
     ignored_gluon_keys,
     key_map,
@@ -57,6 +55,10 @@ from .weights.mapping import (
     save_torch_model,
     write_gluon_file,
 )
+from .loss import SSDLoss, train_step
+from .optim import MXNetSGD
+from .start import start_model
+from .target import batch_targets
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,6 @@ def _world() -> tuple[int, int, int]:
 
 def torch_device(cfg) -> torch.device:
     """The device of this process: ``--gpus ''`` the CPU, else ``cuda:{gpus[LOCAL_RANK]}``."""
-    from gluon_ssd.devices import parse_gpu_ids
-
     try:
         gpus = parse_gpu_ids(cfg.gpus)
     except ValueError as err:
@@ -111,11 +111,31 @@ class _LiveDetector:
         return ids[..., 0].cpu().numpy(), scores[..., 0].cpu().numpy(), boxes.cpu().numpy()
 
 
-class TorchTrainer(Trainer):
-    """The training loop of :class:`gluon_ssd.train.fit.Trainer` with the twin as the network."""
+class TorchEngine:
+    """The twin trained by gluon_ssd's loop (see :class:`gluon_ssd.train.loop.Engine`).
+
+    Parameters
+    ----------
+    cfg : :class:`gluon_ssd.train.config.TrainConfig`.
+    net : the initialized gluon SSD on the CPU (its weights are converted), or None where MXNet is not installed
+        (the twin is initialized in torch, :mod:`convert.train.start`).
+    classes : the class names trained.
+    """
+
+    def __init__(self, cfg, net, classes):
+        self.cfg, self.net, self.classes = cfg, net, classes
+        self.check_config(cfg)
+        self.device = torch_device(cfg)
+        if self.device.type == "cpu" and reuse_freed_memory():
+            log.debug("malloc keeps large freed blocks for reuse (fewer page faults per step)")
+        self.dist = None
+        self.rank, self.parts, self.devices = 0, 1, 1  # one device per process
+        self._loss = SSDLoss()  # a caller may set its own before the first step
+        self._join_workers()
+        self.amp_dtype = AMP_DTYPES[cfg.amp_dtype or "bf16"] if cfg.amp else None
 
     @staticmethod
-    def check_config(cfg):
+    def check_config(cfg) -> None:
         if cfg.horovod or "dist" in cfg.kvstore:
             raise TrainingError("--horovod and --kvstore dist_* are MXNet's scale-out; with --backend torch "
                                 "launch one process per GPU (or CPU worker) with torchrun (README)")
@@ -129,21 +149,7 @@ class TorchTrainer(Trainer):
             raise TrainingError("--amp-dtype fp16 needs a CUDA GPU; on the CPU use --amp-dtype bf16")
 
     # -- set-up -----------------------------------------------------------------------------------
-    def _data_contexts(self):
-        return [torch_device(self.cfg)]  # one device per process
-
-    def _loader(self, sampler):
-        # Persistent workers: an item depends only on its (epoch, index) key, which the sampler hands out.
-        return torch_loader(self.train_data, sampler, _collate, self.cfg.num_workers,
-                            pin_memory=torch_device(self.cfg).type == "cuda", persistent=True)
-
-    def _setup_distribution(self):
-        cfg = self.cfg
-        self.check_config(cfg)
-        self.device = torch_device(cfg)
-        if self.device.type == "cpu" and reuse_freed_memory():
-            log.debug("malloc keeps large freed blocks for reuse (fewer page faults per step)")
-        self.dist = None
+    def _join_workers(self):
         rank, world, _ = _world()
         if world > 1:
             import torch.distributed as dist
@@ -154,20 +160,24 @@ class TorchTrainer(Trainer):
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
             self.dist = dist
             self.rank, self.parts = dist.get_rank(), dist.get_world_size()
-        if cfg.batch_size % self.parts:
-            raise TrainingError(f"--batch-size {cfg.batch_size} is the global batch; it must divide evenly over "
-                                f"{self.parts} processes")
-        self.amp_dtype = AMP_DTYPES[cfg.amp_dtype or "bf16"] if cfg.amp else None
+        if self.cfg.batch_size % self.parts:
+            raise TrainingError(f"--batch-size {self.cfg.batch_size} is the global batch; it must divide evenly "
+                                f"over {self.parts} processes")
 
-    def _make_trainer(self):
-        cfg = self.cfg
-        return MXNetSGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, wd=cfg.wd)
+    def loader(self, dataset, sampler):
+        from gluon_ssd.data.batchify import torch_loader  # why: gluon_ssd.data.batchify imports MXNet if installed
+
+        # Persistent workers: an item depends only on its (epoch, index) key, which the sampler hands out.
+        return torch_loader(dataset, sampler, _collate, self.cfg.num_workers,
+                            pin_memory=self.device.type == "cuda", persistent=True)
 
     def _start_from_gluon(self):
         """The twin holding the initialized gluon network's weights, and the anchors (see the module docstring)."""
+        from gluon_ssd._mxnet import mx  # why: only this start needs MXNet (the gluon network exists)
+
         cfg = self.cfg
         with mx.autograd.train_mode():
-            # As the MXNet trainer: anchors from a training-mode forward on zeros (which moves BatchNorm
+            # As the MXNet engine: anchors from a training-mode forward on zeros (which moves BatchNorm
             # statistics), then the weights are converted, so both backends hold the same state.
             zeros = mx.nd.zeros((1, 3, cfg.data_shape, cfg.data_shape))
             anchors = torch.from_numpy(self.net(zeros)[2].asnumpy())
@@ -178,11 +188,11 @@ class TorchTrainer(Trainer):
         return model, anchors
 
     def _start_in_torch(self):
-        """Without MXNet: the twin initialized as gluon_ssd initializes the network (convert.init), then the
+        """Without MXNet: the twin initialized as gluon_ssd initializes the network (convert.train.start), then the
         same training-mode forward on zeros for the anchors."""
-        from gluon_ssd.train.run import start_weights
-
-        from .train.start import start_model
+        from gluon_ssd.train.run import (
+            start_weights,  # why: run imports MXNet where installed; this start runs where not
+        )
 
         cfg = self.cfg
         try:
@@ -196,10 +206,11 @@ class TorchTrainer(Trainer):
             anchors = model.raw(torch.zeros(2, 3, cfg.data_shape, cfg.data_shape))[2]
         return model, anchors
 
-    def setup(self):
+    def setup(self) -> None:
+        """The twin (from the gluon network, or initialized in torch), anchors, optimizer and grad scaler."""
         cfg = self.cfg
         model, anchors = self._start_from_gluon() if self.net is not None else self._start_in_torch()
-        self.torch_anchors = anchors.to(self.device)  # for convert.targets
+        self.torch_anchors = anchors.to(self.device)  # for convert.train.target
         self.model = model.to(self.device).train()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -210,29 +221,28 @@ class TorchTrainer(Trainer):
             for module in self.model.modules():
                 if hasattr(module, "sync"):
                     module.sync = True
-        self.trainer = self._make_trainer()
+        self.optimizer = MXNetSGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, wd=cfg.wd)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        if not hasattr(self, "_loss"):  # as in the MXNet trainer, a caller may set its own loss first
-            self._loss = SSDLoss()
-        if cfg.resume:
-            self.resume(cfg.resume)
+
+    def start(self) -> None:
+        """DistributedDataParallel over torchrun's processes, torch.compile with --compile."""
         self.forward_model = self.model
         if self.dist is not None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
-        if cfg.compile:
+        if self.cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
 
-    def fit(self):
-        try:
-            return super().fit()
-        finally:
-            if self.dist is not None and self.dist.is_initialized():
-                self.dist.destroy_process_group()
+    def close(self) -> None:
+        if self.dist is not None and self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     # -- one step ---------------------------------------------------------------------------------
+    def set_learning_rate(self, lr: float) -> None:
+        self.optimizer.set_learning_rate(lr)
+
     def _global_num_pos(self, local):
         if self.dist is None:
             return float(local)
@@ -243,43 +253,46 @@ class TorchTrainer(Trainer):
 
     def _to_device(self, array, dtype=torch.float32):
         if not isinstance(array, torch.Tensor):
+            from gluon_ssd._mxnet import as_numpy  # why: an NDArray batch comes only where MXNet is installed
+
             array = torch.from_numpy(np.ascontiguousarray(as_numpy(array)))
         return array.to(self.device, dtype, non_blocking=True)
 
-    def step(self, images, labels):
-        # The targets of convert.targets (gluon_ssd's matching and encoding in torch) on the training device.
+    def step(self, images, labels) -> list[float]:
+        """images (B, 3, H, W), labels (B, M, 6) of this process (tensors, or NDArrays)."""
+        # The targets of convert.train.target (gluon_ssd's matching and encoding in torch) on the training device.
         cls_t, box_t = batch_targets(self.torch_anchors, self._to_device(labels))
         num_pos = self._global_num_pos(float((cls_t > 0).sum().item()))
         x = self._to_device(images)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        losses = train_step(self.forward_model, self._loss, self.trainer, x, cls_t, box_t, num_pos, self.amp_dtype,
-                            self.scaler, grad_factor=self.parts)
-        values = losses.double().cpu().tolist()
-        return values, images.shape[0]
+        losses = train_step(self.forward_model, self._loss, self.optimizer, x, cls_t, box_t, num_pos,
+                            self.amp_dtype, self.scaler, grad_factor=self.parts)
+        return losses.double().cpu().tolist()
 
     # -- checkpoints and files --------------------------------------------------------------------
-    def save_checkpoint(self):
+    def save_checkpoint(self, path: str, meta: dict) -> None:
         buffer = io.BytesIO()
-        torch.save({"model": self.model.state_dict(), "optimizer": self.trainer.state_dict(),
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "ignored": self.ignored}, buffer)
-        meta = dict(self._meta(), format=FORMAT, backend="torch", rng=mx_ckpt.rng_states())
-        with atomic_write(self.prefix + "_last.ckpt", "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
+        meta = dict(meta, format=FORMAT, backend="torch")
+        with atomic_write(path, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
             zf.writestr("meta.json", json.dumps(meta, indent=1, default=str))
             zf.writestr("torch_state.pt", buffer.getvalue())
 
-    def resume_checkpoint(self, path):
+    def load_checkpoint(self, path: str, accept) -> dict:
         state, meta = load_checkpoint(path)
-        self.check_resumable(path, meta)
+        accept(meta)
         self.model.load_state_dict(state["model"])
-        self.trainer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.ignored = state.get("ignored", self.ignored)
-        self.restore_position(path, meta)
+        return meta
 
-    def resume_weights(self, path):
-        """The weights of MXNet parameter file ``path`` in the twin: read by :func:`convert.mapping.read_gluon_file`
+    def load_weights(self, path: str) -> None:
+        """The weights of MXNet parameter file ``path`` in the twin: read by
+        :func:`convert.weights.mapping.read_gluon_file`
         (without MXNet through :mod:`gluon_ssd.ndfile`: structural keys only), converted by name and shape, stored
-        anchors checked against the twin's formula (:func:`convert.mapping.gluon_to_torch`). The optimizer keeps
+        anchors checked against the twin's formula (:func:`convert.weights.mapping.gluon_to_torch`). The optimizer keeps
         its fresh state."""
         try:
             arrays = read_gluon_file(self.model, path)
@@ -293,24 +306,26 @@ class TorchTrainer(Trainer):
                                            {g: tuple(own[t].shape) for t, g in key_map(self.model).items()},
                                            self.model.anchor_generators[0].num_anchors,
                                            optional=ignored_gluon_keys(self.model))
-            raise self.weights_file_error(path, err, classes) from None
+            raise weights_file_error(self.cfg, self.classes, path, err, classes) from None
         self.model.load_state_dict(state, strict=True)
         self.ignored = ignored
 
-    def write_params(self, path):
+    def write_params(self, path: str) -> None:
         write_gluon_file(self.model, self.model.state_dict(), path, self.ignored)
 
-    def write_best(self, epoch, current_map):
-        super().write_best(epoch, current_map)
-        save_torch_model(self.model, f"{self.prefix}_best.pth", self.ignored,
+    def write_best(self, prefix: str, epoch: int, current_map: float) -> None:
+        """``{prefix}_best.params`` (gluon_ssd's format) and the twin's ``{prefix}_best.pth``."""
+        self.write_params(f"{prefix}_best.params")
+        save_torch_model(self.model, f"{prefix}_best.pth", self.ignored,
                          source=f"train_ssd.py --backend torch, epoch {epoch}, mAP {current_map:.4f}")
 
-    def _validate(self):
+    @contextlib.contextmanager
+    def detector(self) -> Iterator[_LiveDetector]:
         self.model.eval()
         nms = (self.model.nms_thresh, self.model.nms_topk, self.model.post_nms)
-        self.model.set_nms(0.45, 400, 100)  # GluonCV's evaluation settings, as the MXNet trainer's
+        self.model.set_nms(0.45, 400, 100)  # GluonCV's evaluation settings, as the MXNet engine's
         try:
-            return self.eval_fn(_LiveDetector(self.model, self.device, self.amp_dtype), self.val_data)
+            yield _LiveDetector(self.model, self.device, self.amp_dtype)
         finally:
             self.model.set_nms(*nms)
             self.model.train()
@@ -318,6 +333,8 @@ class TorchTrainer(Trainer):
 
 def _collate(samples):
     """The batch of :func:`batchify_detection` as CPU tensors (a worker's tensors travel in shared memory)."""
+    from gluon_ssd.data.batchify import batchify_detection  # why: gluon_ssd.data.batchify imports MXNet if there
+
     return tuple(torch.from_numpy(field) for field in batchify_detection(samples, numpy=True))
 
 
