@@ -8,9 +8,12 @@ import os
 import numpy as np
 import torch
 
+from gluon_ssd.model_store import get_model_file
 from gluon_ssd.registry import register_backend
+from gluon_ssd.specs import get_spec
 
 from .runtime.inference import predict, prepare, resolve_device, reuse_freed_memory
+from .runtime.quantization import load_int8_detector, quantize_twin
 from .train.engine import TorchEngine
 from .weights.mapping import convert_gluon_file, load_torch_model
 
@@ -42,8 +45,6 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
                         dtype="fp32") -> TorchDetector:
     """Same arguments as :func:`gluon_ssd.predict.load_mxnet_detector`; ``pretrained`` may also be a ``.pth``
     written by ``python -m convert``. An MXNet file (or the published weights) is converted on the fly."""
-    from gluon_ssd.specs import get_spec
-
     spec = get_spec(network)
     classes = tuple(classes) if classes else None
     if pretrained is False:
@@ -51,8 +52,6 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
     if spec.dataset != "custom" and classes is not None:
         raise ValueError("--classes on a VOC/COCO network (a class subset) is supported by --backend mxnet only")
     if isinstance(pretrained, str) and pretrained.endswith(".onnx"):
-        from .runtime.quantization import load_int8_detector
-
         if dtype not in ("int8", "fp32") or resolve_device(device).type != "cpu":
             raise ValueError(f"{pretrained} is an int8 ONNX Runtime graph: it runs on the CPU in int8 "
                              "(--device cpu, --dtype int8)")
@@ -72,8 +71,6 @@ def load_torch_detector(network: str, pretrained=True, classes=None, ctx=None, n
             raise ValueError(f"{pretrained} holds {model.name}, not {network}")
     else:
         if pretrained is True:
-            from gluon_ssd.model_store import get_model_file
-
             pretrained = get_model_file(network)
         if not os.path.isfile(pretrained):
             raise FileNotFoundError(f"parameter file not found: {pretrained}")
@@ -87,8 +84,6 @@ def quantize_torch_detector(detector: TorchDetector, calib_batches, out_path, ca
                             num_calib_examples=None, quantize_heads: bool | str = "auto", nms=(0.45, 400, 100)):
     """The int8 version of a twin detector (ONNX Runtime, :func:`convert.runtime.quantization.quantize_twin`) written to
     ``out_path`` and loaded back: what ``eval_ssd.py --backend torch --dtype int8`` evaluates."""
-    from .runtime.quantization import load_int8_detector, quantize_twin
-
     if detector.device.type != "cpu":
         raise ValueError("the int8 twin runs on the CPU (ONNX Runtime): use --device cpu")
     quantize_twin(detector.model, calib_batches, out_path, calib_mode=calib_mode,

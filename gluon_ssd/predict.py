@@ -17,13 +17,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._mxnet import is_ndarray, mx, require
+from .classes import DATASET_CLASSES
+from .data import transforms
 from .registry import BACKENDS, QUANTIZERS, UNAVAILABLE, available_backends, register_backend, unknown_backend_message
-from .specs import NMS_THRESH, NMS_TOPK, POST_NMS, parse_pretrained
+from .specs import INT8_MODELS, NMS_THRESH, NMS_TOPK, POST_NMS, parse_pretrained
 
 __all__ = [
     "BACKENDS",
@@ -71,8 +75,6 @@ class Preprocessor:
         self._val_transform = None
 
     def __call__(self, img) -> np.ndarray:
-        from .data import transforms
-
         if self.data_shape is not None:
             if self._val_transform is None:
                 self._val_transform = transforms.SSDDefaultValTransform(*self.data_shape)
@@ -138,13 +140,9 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
     FileNotFoundError for a missing file; ``model_store.ModelStoreError`` when published weights cannot
     be had.
     """
-    from ._mxnet import require
-
-    mx = require("--backend mxnet")
-    from .classes import DATASET_CLASSES
-    from .model_zoo import get_model, get_spec
-    from .quantization import get_int8_model
-    from .specs import INT8_MODELS
+    require("--backend mxnet")
+    from .model_zoo import get_model, get_spec  # needs MXNet: this module serves the PyTorch stack too
+    from .quantization import get_int8_model  # needs MXNet
 
     if network in INT8_MODELS:  # GluonCV's int8 graphs: NMS baked in, the float32 model's classes
         if classes is not None:
@@ -170,8 +168,6 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
                              f"{spec.dataset.upper()} network --classes selects a subset of its classes "
                              f"({', '.join(known)})")
     if isinstance(pretrained, str):
-        import os
-
         if not os.path.isfile(pretrained):
             raise FileNotFoundError(f"parameter file not found: {pretrained}; pass an existing .params "
                                     "file or --pretrained True for the published weights")
@@ -187,10 +183,8 @@ def load_mxnet_detector(network: str, pretrained=True, classes: Sequence[str] | 
 def load_deployed_detector(prefix: str, classes: Sequence[str] | None = None, ctx=None) -> MXNetDetector:
     """A model exported by :func:`gluon_ssd.export` (float32 or int8) as a detector; ``classes`` for exports
     without a meta file."""
-    from ._mxnet import require
-
-    mx = require("--deploy (an MXNet export)")
-    from .deploy import load_exported
+    require("--deploy (an MXNet export)")
+    from .deploy import load_exported  # needs MXNet: this module serves the PyTorch stack too
 
     ctx = ctx[0] if isinstance(ctx, (list, tuple)) else (ctx or mx.cpu())
     net = load_exported(prefix, ctx=ctx, classes=classes)
@@ -307,8 +301,6 @@ def detect_images(detector, images: Iterable[tuple[Any, Any]], preprocess: Calla
 
 def _as_nd(img):
     """The image as the transforms take it: an NDArray, or a uint8 numpy array without MXNet."""
-    from ._mxnet import is_ndarray, mx
-
     if is_ndarray(img):
         return img
     return mx.nd.array(np.asarray(img), dtype="uint8") if mx is not None else np.asarray(img, dtype=np.uint8)

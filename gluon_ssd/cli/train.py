@@ -19,6 +19,10 @@ import dataclasses
 import logging
 import os
 
+from ..model_store import ModelStoreError
+from ..train.config import TrainConfig
+from ..train.loop import TrainingError
+from ..train.run import resolve_model_name, train
 from .common import ArgumentParser, UsageError, run_main, setup_logging
 
 PROG = "train_ssd.py"
@@ -29,8 +33,6 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv=None):
     """The flags as a :class:`gluon_ssd.train.config.TrainConfig`."""
-    from gluon_ssd.train.config import TrainConfig
-
     d = TrainConfig()
     p = ArgumentParser(prog=PROG, description="Train an SSD network (GluonCV-compatible flags).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -106,10 +108,6 @@ def parse_args(argv=None):
 
 
 def run(cfg) -> int:
-    from gluon_ssd.model_store import ModelStoreError
-    from gluon_ssd.train.loop import TrainingError
-    from gluon_ssd.train.run import resolve_model_name, train
-
     try:
         name = resolve_model_name(cfg.network, cfg.data_shape, cfg.dataset)
         # Under torchrun or horovodrun every process logs; the ones after the first to files of their own.

@@ -9,8 +9,9 @@ import numpy as np
 from .. import specs
 from .._mxnet import is_block, missing_message, mx
 from ..classes import COCO_CLASSES, VOC_CLASSES
-from ..data.open import TRAINING_SPLITS
+from ..data.open import TRAINING_SPLITS, DatasetError, find_dataset_root, open_dataset
 from ..data.synthetic import VERSION as SYNTHETIC_VERSION
+from ..data.synthetic import write_synthetic_dataset
 from ..data.transforms import SSDDefaultTrainTransform
 from ..registry import ENGINES, UNAVAILABLE, available_backends, register_backend
 from ..specs import MODEL_SPECS
@@ -24,7 +25,7 @@ DATASETS = ("voc", "coco", "custom", "synthetic")
 
 if mx is not None:
     # MXNet's engine, where MXNet is installed; other backends register theirs (gluon_ssd.registry).
-    from .engine import MXNetEngine, training_contexts
+    from .engine import MXNetEngine, training_contexts  # needs MXNet
 
     register_backend("mxnet", engine=MXNetEngine)
 
@@ -73,14 +74,10 @@ def build_datasets(cfg: TrainConfig):
     """(train dataset, val dataset or None, classes, metric name), opened with
     :func:`gluon_ssd.data.open_dataset` as evaluation opens them; the splits are
     :data:`gluon_ssd.data.open.TRAINING_SPLITS`, which the dataset checker checks."""
-    from ..data.open import DatasetError, find_dataset_root, open_dataset
-
     if cfg.dataset not in DATASETS:
         raise TrainingError(f"unknown --dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
     root = dataset_root(cfg)
     if cfg.dataset == "synthetic" and not os.path.isfile(os.path.join(root, cfg.classes_file)):
-        from ..data.synthetic import write_synthetic_dataset
-
         log.info("writing the synthetic dataset (%d train, %d val, seed %d) to %s", cfg.synthetic_train,
                  cfg.synthetic_val, cfg.synthetic_seed, root)
         write_synthetic_dataset(root, cfg.synthetic_train, cfg.synthetic_val, seed=cfg.synthetic_seed,
@@ -122,8 +119,8 @@ def start_weights(cfg: TrainConfig) -> tuple:
 
 
 def build_network(cfg: TrainConfig, classes, ctx):
-    from ..model_zoo import build_ssd, file_class_count, get_model
-    from ..params import load_ssd_parameters
+    from ..model_zoo import build_ssd, file_class_count, get_model  # needs MXNet: run serves --backend torch too
+    from ..params import load_ssd_parameters  # needs MXNet
 
     name = cfg.model_name
     custom = cfg.dataset in ("custom", "synthetic") or MODEL_SPECS[name].dataset == "custom"
