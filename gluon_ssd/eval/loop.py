@@ -28,8 +28,6 @@ import numpy as np
 
 from .._mxnet import as_numpy, is_block, mx
 from ..cpu import describe, vector_features
-from ..data import make_loader
-from ..data.transforms import SSDDefaultValTransform
 from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS
 from .coco import COCODetectionMetric
 from .voc import VOC07MApMetric, VOCMApMetric
@@ -224,6 +222,8 @@ def _resolve_model(net, ctx):
 
 def _eval_view(dataset, width, height):
     """``dataset`` raising on unreadable images, through the validation transform."""
+    from ..data.transforms import SSDDefaultValTransform  # loads OpenCV: the metrics run without images
+
     if not hasattr(dataset, "classes") or not hasattr(dataset, "image_size"):
         raise TypeError(f"dataset must be a gluon_ssd detection dataset (with .classes and .image_size()), "
                         f"got {type(dataset).__name__}")
@@ -282,6 +282,8 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
         An image of the dataset cannot be read.
     """
     from tqdm import tqdm
+
+    from ..data import make_loader  # loads OpenCV: the metrics run without images
 
     height, width = _hw(data_shape)
     if int(batch_size) < 1:
@@ -407,6 +409,8 @@ def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, 
     float32 numpy arrays: the images int8 calibration reads (GluonCV calibrates on its validation loader).
     A last partial batch is dropped when a full one precedes it (the calibrated graph is built for one
     batch shape)."""
+    from ..data import make_loader  # loads OpenCV: the metrics run without images
+
     height, width = _hw(data_shape)
     if int(num_batches) < 1:
         raise ValueError(f"calibration needs at least one batch, got num_batches={num_batches}")

@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 
 from .. import cpu
-from ..data.open import DEFAULT_ROOTS, TRAINING_SPLITS
 from ..fileio import atomic_write
 from . import plots
 from .coco import coco_stats
@@ -178,6 +177,8 @@ def settings_record(network: str, ctx, nms, *, precision: str, backend: str, pre
 def dataset_record(kind: str, root: str | None, splits: str | None, image_dir: str | None, dataset) -> dict:
     """The ``dataset`` of ``results.json``: its kind, root (absolute; None: the kind's default root), splits
     (None: the kind's default validation splits, as text), image folder, number of images and classes."""
+    from ..data.open import DEFAULT_ROOTS, TRAINING_SPLITS  # loads OpenCV: the metrics run without images
+
     default_splits = ",".join(f"{s[0]}_{s[1]}" if isinstance(s, tuple) else s for s in TRAINING_SPLITS[kind]["val"])
     return {"kind": kind, "root": os.path.abspath(os.path.expanduser(root)) if root else DEFAULT_ROOTS.get(kind),
             "splits": splits or default_splits, "image_dir": image_dir, "images": len(dataset),
