@@ -6,7 +6,11 @@ import os
 import tempfile
 import zipfile
 
+import numpy as np
+
+import gluon_ssd
 from gluon_ssd.cli.common import ArgumentParser, UsageError, parse_classes, run_main, setup_logging
+from gluon_ssd.predict import Preprocessor
 from gluon_ssd.specs import resolve_model_name
 
 from .nn.ssd import SSD, get_torch_model, spec_from_dict
@@ -84,7 +88,7 @@ def _forward(args) -> int:
         raise UsageError(f"--params {args.params}: no such file")
     classes = parse_classes(args.classes)
     if args.verify:
-        from gluon_ssd._mxnet import HAVE_MXNET, missing_message
+        from gluon_ssd._mxnet import HAVE_MXNET, missing_message  # loads MXNet: only --verify needs it
 
         if not HAVE_MXNET:  # before any work: the comparison is against gluon_ssd's MXNet network
             raise UsageError(missing_message("--verify (a comparison with the gluon_ssd MXNet model)")
@@ -111,8 +115,6 @@ def _forward(args) -> int:
 
 
 def _verify(model, args) -> int:
-    import gluon_ssd
-
     photos = [p.strip() for p in args.images.split(",") if p.strip()] if args.images else []
     if not photos:
         raise UsageError("--verify needs photos to compare on: pass --images a.jpg,b.jpg (two or more also "
@@ -123,8 +125,8 @@ def _verify(model, args) -> int:
     with tempfile.TemporaryDirectory() as folder:
         params = args.params
         if zipfile.is_zipfile(params):  # a training checkpoint: gluon_ssd loads its network weights
-            from gluon_ssd.params import atomic_save_ndarrays
-            from gluon_ssd.train.checkpoint import load_checkpoint
+            from gluon_ssd.params import atomic_save_ndarrays  # needs MXNet, as --verify does
+            from gluon_ssd.train.checkpoint import load_checkpoint  # needs MXNet, as --verify does
 
             params = os.path.join(folder, "checkpoint.params")
             atomic_save_ndarrays(params, load_checkpoint(args.params).params)
@@ -143,7 +145,7 @@ def _verify(model, args) -> int:
 
 
 def _calibration_photos(spec) -> list[str]:
-    from gluon_ssd.data.custom import IMAGE_EXTS
+    from gluon_ssd.data.custom import IMAGE_EXTS  # loads MXNet where installed: only --quantize reads photos
 
     if spec is None:
         raise UsageError("--quantize int8 needs --calib-images DIR (photos like those the model will see)")
@@ -160,10 +162,7 @@ def _calibration_photos(spec) -> list[str]:
 
 
 def _quantize(args) -> int:
-    import numpy as np
-
-    from gluon_ssd.data.custom import BadImageError, read_image
-    from gluon_ssd.predict import Preprocessor
+    from gluon_ssd.data.custom import BadImageError, read_image  # loads MXNet where installed: only --quantize
 
     if args.num_calib_images < 1:
         raise UsageError(f"--num-calib-images must be at least 1, got {args.num_calib_images}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 try:
     import mxnet as mx
 except ImportError:  # torch-only machines
@@ -99,6 +101,4 @@ def is_block(x) -> bool:
 
 def as_numpy(x):
     """An NDArray's values as numpy; anything else through ``np.asarray`` (torch CPU tensors included)."""
-    import numpy as np
-
     return x.asnumpy() if is_ndarray(x) else np.asarray(x)

@@ -20,7 +20,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .data.custom import IMAGE_EXTS
+from . import vis
+from .data.custom import IMAGE_EXTS, BadImageError, read_image
+from .predict import detect_images, detection_record
 
 __all__ = ["VIDEO_EXTS", "split_comma_lists", "expand_images", "video_frames", "OutputNames", "Summary", "annotate"]
 
@@ -177,10 +179,6 @@ def annotate(detector, images: Sequence[str], videos: Sequence[str], out_dir: st
         An output cannot be written.
     """
     from tqdm import tqdm
-
-    from . import vis
-    from .data.custom import BadImageError, read_image
-    from .predict import detect_images, detection_record
 
     os.makedirs(out_dir, exist_ok=True)
     summary = Summary(os.path.join(out_dir, "detections.jsonl"))

@@ -237,7 +237,7 @@ def test_train_transform_invariants_on_real_photos(samples, monkeypatch):
         interps.append(interpolation)
         return real_resize(src, size, interpolation=interpolation)
 
-    monkeypatch.setattr(T.cv2, "resize", recording_resize)
+    monkeypatch.setattr(cv2, "resize", recording_resize)  # the module the pipeline calls
     for seed in range(15):
         for img, label in samples:
             image, boxes = train_out(transform, img, label, seed)
@@ -260,7 +260,7 @@ def test_train_transform_geometry_follows_the_boxes(monkeypatch):
     colour, canvas fill) and the box's pixels can be located to one pixel.
     """
     real_resize = cv2.resize
-    monkeypatch.setattr(T.cv2, "resize", lambda src, size, interpolation: real_resize(
+    monkeypatch.setattr(cv2, "resize", lambda src, size, interpolation: real_resize(
         src, size, interpolation=cv2.INTER_NEAREST))
     img = np.zeros((240, 320, 3), dtype=np.uint8)
     img[60:180, 100:260] = 255

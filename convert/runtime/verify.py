@@ -226,7 +226,7 @@ def photo_batch(paths, width: int, height: int):
     """Photos through gluon_ssd's validation transform (GluonCV's), stacked: mx.nd (B, 3, height, width)."""
     import mxnet as mx
 
-    from gluon_ssd.data.transforms import SSDDefaultValTransform
+    from gluon_ssd.data.transforms import SSDDefaultValTransform  # loads MXNet: only --verify reads photos
 
     transform = SSDDefaultValTransform(width, height)
     batch = []

@@ -230,12 +230,12 @@ def read_gluon_file(model: SSD, path) -> dict[str, np.ndarray]:
         import mxnet  # noqa: F401
     except ImportError:
         return read_structural_file(path)
-    from gluon_ssd.model_zoo import build_ssd
-    from gluon_ssd.params import read_param_file, to_structural
+    from gluon_ssd.model_zoo import build_ssd  # needs MXNet, found installed just above
+    from gluon_ssd.params import read_param_file, to_structural  # needs MXNet, found installed just above
 
     if zipfile.is_zipfile(os.fspath(path)):
         # A gluon_ssd training checkpoint (zip: params.params with structural keys, optimizer state, meta).
-        from gluon_ssd.train.checkpoint import load_checkpoint
+        from gluon_ssd.train.checkpoint import load_checkpoint  # needs MXNet, found installed just above
 
         return {k: v.asnumpy() for k, v in load_checkpoint(path).params.items()}
     loaded = read_param_file(path)
@@ -295,8 +295,8 @@ def write_gluon_file(model: SSD, state_dict, path, ignored=None) -> str:
         ndfile.save(path, gluon_arrays(model, state_dict, ignored))
         return os.fspath(path)
 
-    from gluon_ssd.model_zoo import build_ssd
-    from gluon_ssd.params import atomic_save_ndarrays, infer_shapes
+    from gluon_ssd.model_zoo import build_ssd  # needs MXNet, found installed just above
+    from gluon_ssd.params import atomic_save_ndarrays, infer_shapes  # needs MXNet, found installed just above
 
     arrays = torch_to_gluon(model, state_dict, ignored)
     net = build_ssd(model.name, classes=model.classes)

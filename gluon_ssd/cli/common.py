@@ -17,6 +17,10 @@ import logging
 import os
 import sys
 
+from gluon_ssd import predict
+from gluon_ssd.devices import mxnet_contexts, parse_gpu_ids
+from gluon_ssd.model_store import ModelStoreError
+
 __all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "UsageError", "ArgumentParser", "run_main", "TqdmHandler",
            "setup_logging", "reset_logging", "check_at_least", "contexts", "parse_classes", "resolve_backend",
            "backend_options", "load_model"]
@@ -143,8 +147,7 @@ def contexts(flag: str, value, gpu_ids=None, cpu_hint: str = "", cpu_contexts: i
     """The MXNet contexts of a device flag: ``--gpus '0,1'`` (``value``), or ``--num-gpus 2`` given as
     ``gpu_ids=range(2)``; ``cpu_hint`` tells how to run on the CPU instead (gluon_ssd.devices). Where MXNet
     is not installed, none (the other backends choose their device with --device)."""
-    from gluon_ssd._mxnet import mx
-    from gluon_ssd.devices import mxnet_contexts, parse_gpu_ids
+    from gluon_ssd._mxnet import mx  # loads MXNet: not for --help
 
     try:
         ids = parse_gpu_ids(value) if gpu_ids is None else list(gpu_ids)
@@ -156,7 +159,7 @@ def contexts(flag: str, value, gpu_ids=None, cpu_hint: str = "", cpu_contexts: i
 def parse_classes(value, flag: str = "--classes", root: str | None = None, names: bool = True) -> list | None:
     """Class names from a flag: a file with one name per line (also looked for in ``root``) or, where
     ``names``, comma-separated names. None when the flag was not given."""
-    from gluon_ssd.data.voc import read_classes_file
+    from gluon_ssd.data.voc import read_classes_file  # loads MXNet: not for --help
 
     if value is None:
         return None
@@ -181,7 +184,7 @@ def resolve_backend(args, mxnet_only: tuple[str, ...] = ()) -> str:
     """``args.backend``, or when it was not given (None): mxnet where MXNet is installed or where one of the
     ``mxnet_only`` flags (argparse names) is set; else torch. Where MXNet is not installed, the MXNet backend (named
     or implied by such a flag) is refused here, before any work, with what needs it."""
-    from gluon_ssd._mxnet import HAVE_MXNET, default_backend, missing_message
+    from gluon_ssd._mxnet import HAVE_MXNET, default_backend, missing_message  # loads MXNet: not for --help
 
     wanted = [name for name in mxnet_only if getattr(args, name, None)]
     if not HAVE_MXNET and args.backend in (None, "mxnet") and (wanted or args.backend == "mxnet"):
@@ -196,8 +199,6 @@ def resolve_backend(args, mxnet_only: tuple[str, ...] = ()) -> str:
 def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> dict:
     """``--backend`` / ``--device`` / ``--dtype`` checked, as keyword arguments of
     :func:`gluon_ssd.predict.load_detector`; ``gpus_flag`` is the tool's MXNet GPU flag (for the message)."""
-    from gluon_ssd import predict
-
     backends = predict.BACKENDS if backend in predict.BACKENDS else predict.available_backends()
     if backend not in backends:
         raise UsageError(predict.unknown_backend_message(backend))
@@ -210,9 +211,6 @@ def backend_options(backend: str, device: str, dtype: str, gpus_flag: str) -> di
 def load_model(backend: str, network: str, mismatch_hint: str = "", **kwargs):
     """:func:`gluon_ssd.predict.load_detector` with its failures as :class:`UsageError`; ``mismatch_hint`` is
     added when the file's shapes do not fit the network (e.g. which classes were given)."""
-    from gluon_ssd import predict
-    from gluon_ssd.model_store import ModelStoreError
-
     try:
         return predict.load_detector(backend, network=network, **kwargs)
     except ModelStoreError as err:

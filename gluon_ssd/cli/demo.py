@@ -30,12 +30,15 @@ from __future__ import annotations
 import os
 import sys
 
+from .. import predict
 from ..specs import NMS_THRESH, NMS_TOPK
 from .common import (
     ArgumentParser,
     UsageError,
+    backend_options,
     check_at_least,
     contexts,
+    load_model,
     parse_classes,
     resolve_backend,
     run_main,
@@ -124,10 +127,6 @@ def check_args(args):
 
 def load_detector(args, classes, ctx):
     """The detector of --network/--pretrained on --backend, or the export of --deploy."""
-    from gluon_ssd import predict
-
-    from .common import backend_options, load_model
-
     options = backend_options(args.backend, args.device, args.dtype, "--gpus")
     if args.deploy:
         try:
@@ -218,7 +217,7 @@ class Shower:
     def _matplotlib(self, rgb, is_frame):
         from matplotlib import pyplot as plt
 
-        from gluon_ssd.utils.viz import plot_image
+        from gluon_ssd.utils.viz import plot_image  # imports MXNet (gluon_ssd.utils): only to show an image
 
         try:
             ax = plot_image(rgb)
@@ -242,8 +241,7 @@ def default_out_dir(args) -> str:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from gluon_ssd import predict
-    from gluon_ssd.annotate import annotate, expand_images, split_comma_lists
+    from gluon_ssd.annotate import annotate, expand_images, split_comma_lists  # loads MXNet: not for --help
 
     setup_logging(verbose=args.verbose)
     check_args(args)

@@ -33,7 +33,11 @@ from __future__ import annotations
 
 import os
 
-from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS, resolve_model_name
+from .. import cpu
+from ..classes import DATASET_CLASSES
+from ..model_store import ModelStoreError
+from ..predict import parse_pretrained
+from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS, get_spec, resolve_model_name
 from .common import (
     ArgumentParser,
     UsageError,
@@ -174,7 +178,7 @@ def network_name(args) -> str:
 
 def open_eval_dataset(args):
     """The dataset of --dataset / --dataset-root / --splits, every image, unreadable files an error."""
-    from gluon_ssd.data.open import DatasetError, find_dataset_root, open_dataset
+    from gluon_ssd.data.open import DatasetError, find_dataset_root, open_dataset  # loads MXNet: not for --help
 
     try:
         root = find_dataset_root(args.dataset, args.dataset_root)
@@ -188,9 +192,6 @@ def open_eval_dataset(args):
 
 def model_classes(args, name) -> list:
     """The classes of the network (--benchmark has no dataset): its dataset's, --classes-file for a custom one."""
-    from gluon_ssd.classes import DATASET_CLASSES
-    from gluon_ssd.specs import get_spec
-
     try:
         kind = get_spec(name).dataset
     except ValueError as err:
@@ -205,12 +206,10 @@ def model_classes(args, name) -> list:
 def build_model(args, name, classes, ctx, out_dir, dataset=None):
     """The model to evaluate: the exported block of --deploy, GluonCV's int8 model (--quantized) or a detector of
     --backend (gluon_ssd.predict) whose weights fit ``classes``, quantized here for --calibration / --dtype int8."""
-    from gluon_ssd.eval.models import check_weights, load_gluoncv_int8
-    from gluon_ssd.model_store import ModelStoreError
-    from gluon_ssd.predict import parse_pretrained
+    from gluon_ssd.eval.models import check_weights, load_gluoncv_int8  # loads MXNet: not for --help
 
     if args.deploy:
-        from gluon_ssd.deploy import load_exported
+        from gluon_ssd.deploy import load_exported  # needs MXNet: only --deploy loads it
 
         try:
             return load_exported(args.model_prefix, ctx=ctx[0], classes=classes)
@@ -234,9 +233,9 @@ def build_model(args, name, classes, ctx, out_dir, dataset=None):
 def calibrate(args, model, name, dataset, out_dir):
     """The int8 model, calibrated on the first --num-calib-batches validation batches (random images without a
     dataset) and written to OUT_DIR/model/ (gluon_ssd.quantization.calibrate)."""
-    from gluon_ssd.data.custom import BadImageError
-    from gluon_ssd.eval.loop import calibration_batches, random_batches
-    from gluon_ssd.quantization import calibrate as calibrate_int8
+    from gluon_ssd.data.custom import BadImageError  # loads MXNet: not for --help
+    from gluon_ssd.eval.loop import calibration_batches, random_batches  # loads MXNet: not for --help
+    from gluon_ssd.quantization import calibrate as calibrate_int8  # needs MXNet: only to calibrate
 
     what = "--calibration" if args.calibration else f"--backend {args.backend} --dtype int8"
     try:
@@ -255,7 +254,7 @@ def calibrate(args, model, name, dataset, out_dir):
 
 def records(args, name, ctx) -> tuple[str, dict]:
     """The precision the model runs at and the settings of the results files."""
-    from gluon_ssd.eval import report
+    from gluon_ssd.eval import report  # loads MXNet: not for --help
 
     precision = report.precision(args.backend, args.dtype, args.quantized or calibrates(args))
     calibration = {k: getattr(args, k) for k in CALIBRATION} if calibrates(args) else None
@@ -264,16 +263,15 @@ def records(args, name, ctx) -> tuple[str, dict]:
 
 
 def dataset_info(args, dataset) -> dict:
-    from gluon_ssd.eval import report
+    from gluon_ssd.eval import report  # loads MXNet: not for --help
 
     return report.dataset_record(args.dataset, args.dataset_root, args.splits, args.image_dir, dataset)
 
 
 # ---------------------------------------------------------------------------------------------- modes
 def run_benchmark(args, name, ctx, out_dir):
-    from gluon_ssd import cpu
-    from gluon_ssd.eval import report
-    from gluon_ssd.eval.loop import benchmark
+    from gluon_ssd.eval import report  # loads MXNet: not for --help
+    from gluon_ssd.eval.loop import benchmark  # loads MXNet: not for --help
 
     model = build_model(args, name, None if args.deploy else model_classes(args, name), ctx, out_dir)
     print(f"-----benchmarking on {name} -----")
@@ -289,7 +287,7 @@ def run_benchmark(args, name, ctx, out_dir):
 
 
 def run_results_file(args, dataset, out_dir):
-    from gluon_ssd.eval import report
+    from gluon_ssd.eval import report  # loads MXNet: not for --help
 
     try:
         stats = report.score_results_file(dataset, args.results)
@@ -304,10 +302,9 @@ def run_results_file(args, dataset, out_dir):
 
 
 def run_evaluation(args, name, dataset, ctx, out_dir):
-    from gluon_ssd import cpu
-    from gluon_ssd.data.custom import BadImageError
-    from gluon_ssd.eval import report
-    from gluon_ssd.eval.loop import evaluate, make_metric
+    from gluon_ssd.data.custom import BadImageError  # loads MXNet: not for --help
+    from gluon_ssd.eval import report  # loads MXNet: not for --help
+    from gluon_ssd.eval.loop import evaluate, make_metric  # loads MXNet: not for --help
 
     coco_data = args.dataset != "voc" and hasattr(dataset, "contiguous_id_to_json")
     metric_name = args.metric or ("coco" if coco_data else "voc07")

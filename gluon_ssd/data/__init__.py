@@ -10,6 +10,7 @@ from .coco import COCO_CLASSES, COCODetection, CustomCOCODetection
 from .custom import BadImageError, DetectionDataset, read_image
 from .im2rec import LstDetection, RecordFileDetection
 from .open import DatasetError, open_dataset
+from .synthetic import SHAPE_CLASSES, write_synthetic_dataset
 from .transforms import SSDDefaultTrainTransform, SSDDefaultValTransform, load_test, transform_test
 from .voc import VOC_CLASSES, AnnotationError, CustomVOCDetection, UnknownClassError, VOCDetection
 
@@ -41,13 +42,3 @@ __all__ = [
     "transforms",
     "write_synthetic_dataset",
 ]
-
-
-def __getattr__(name):
-    # Lazy: importing the module here would make `python -m gluon_ssd.data.synthetic` warn that the module
-    # was imported before it ran.
-    if name in ("SHAPE_CLASSES", "write_synthetic_dataset"):
-        from . import synthetic
-
-        return getattr(synthetic, name)
-    raise AttributeError(f"module 'gluon_ssd.data' has no attribute {name!r}")

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from .._mxnet import Dataset, mx, require
-from .custom import read_image
+from .custom import BadImageError, read_image
 
 __all__ = ["RecordFileDetection", "LstDetection", "im2rec_label"]
 
@@ -213,7 +213,5 @@ def _read_grey(path: str):
 
     img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if img is None:
-        from .custom import BadImageError
-
         raise BadImageError(f"cannot read image {path}; check that the file exists and is an image")
     return img[:, :, None]

@@ -24,6 +24,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
+from .coco import COCODetection, CustomCOCODetection, find_coco_root
+from .voc import CustomVOCDetection, VOCDetection, find_voc_root
+
 __all__ = ["KINDS", "DEFAULT_ROOTS", "TRAINING_SPLITS", "COCO_USE_CROWD", "DatasetError", "parse_voc_splits",
            "parse_splits", "expected_layout", "find_dataset_root", "open_dataset"]
 
@@ -126,9 +129,6 @@ def find_dataset_root(kind: str, root=None) -> str:
     DatasetError
         No dataset of ``kind`` there; the message gives the layout expected.
     """
-    from .coco import find_coco_root
-    from .voc import find_voc_root
-
     _check_kind(kind)
     if root is None or os.fspath(root) == "":
         if kind == "custom":
@@ -190,9 +190,6 @@ def open_dataset(kind: str, root=None, splits=None, purpose: str = "eval", class
         The root, a split, a folder, a classes file or an annotation cannot be read; the message says which,
         and for a missing file or folder the layout expected.
     """
-    from .coco import COCODetection, CustomCOCODetection
-    from .voc import CustomVOCDetection, VOCDetection
-
     found = find_dataset_root(kind, root)
     chosen = parse_splits(kind, splits, purpose)
     strict = {"on_error": "raise" if purpose == "eval" else "skip", "transform": transform}

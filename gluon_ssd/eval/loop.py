@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._mxnet import as_numpy, is_block, mx
+from ..cpu import describe, vector_features
 from ..specs import NMS_THRESH, NMS_TOPK, POST_NMS
 from .coco import COCODetectionMetric
 from .voc import VOC07MApMetric, VOCMApMetric
@@ -221,7 +222,7 @@ def _resolve_model(net, ctx):
 
 def _eval_view(dataset, width, height):
     """``dataset`` raising on unreadable images, through the validation transform."""
-    from ..data.transforms import SSDDefaultValTransform
+    from ..data.transforms import SSDDefaultValTransform  # loads OpenCV: the metrics run without images
 
     if not hasattr(dataset, "classes") or not hasattr(dataset, "image_size"):
         raise TypeError(f"dataset must be a gluon_ssd detection dataset (with .classes and .image_size()), "
@@ -282,7 +283,7 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
     """
     from tqdm import tqdm
 
-    from ..data import make_loader
+    from ..data import make_loader  # loads OpenCV: the metrics run without images
 
     height, width = _hw(data_shape)
     if int(batch_size) < 1:
@@ -350,8 +351,6 @@ def evaluate(net, dataset, data_shape, batch_size: int = 8, ctx=None, metric="vo
     names, values = list(names), [float(v) for v in values]
     result = EvalResult(names, values, values[-1], metric, seconds, seen / max(seconds, 1e-12), seen,
                         metric_seconds, predictions)
-    from ..cpu import describe
-
     logger.info("evaluated %d images in %.2f s (%.1f images/s on %s); mAP %.4f", seen, seconds,
                 result.images_per_second, describe(), result.map)
     return result
@@ -397,8 +396,6 @@ def benchmark(net, data_shape, batch_size: int = 8, num_iterations: int = 100, c
                       leave=False):
             infer(data)
         seconds = time.perf_counter() - tic
-    from ..cpu import describe, vector_features
-
     images = int(batch_size) * int(num_iterations)
     logger.info("benchmark: %.2f images/s at batch %d on %s", images / max(seconds, 1e-12), int(batch_size),
                 describe())
@@ -412,7 +409,7 @@ def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, 
     float32 numpy arrays: the images int8 calibration reads (GluonCV calibrates on its validation loader).
     A last partial batch is dropped when a full one precedes it (the calibrated graph is built for one
     batch shape)."""
-    from ..data import make_loader
+    from ..data import make_loader  # loads OpenCV: the metrics run without images
 
     height, width = _hw(data_shape)
     if int(num_batches) < 1:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from .._mxnet import HAVE_MXNET
+from ..model_store import ModelStoreError
+from ..specs import get_spec
+
 __all__ = ["check_weights", "check_parameter_file", "load_gluoncv_int8"]
 
 
@@ -34,8 +38,6 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
     ValueError (an unknown network, random weights, a custom network without its file, a file of another
     network or of another number of classes); FileNotFoundError for a missing file.
     """
-    from ..specs import get_spec
-
     try:
         custom = get_spec(name).dataset == "custom"
     except ValueError as err:
@@ -45,8 +47,6 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
     if custom and pretrained is True:
         raise ValueError(f"{name} has no published weights: pass the parameter file written by training "
                          "(--pretrained PATH)")
-    from .._mxnet import HAVE_MXNET
-
     # (Without MXNet this check cannot run; the twin's loader checks the file as it converts it.)
     if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")) and HAVE_MXNET:
         check_parameter_file(pretrained, name, classes, custom, dataset_kind, request)
@@ -57,7 +57,7 @@ def check_parameter_file(path: str, name: str, classes: Sequence[str], custom: b
                          request: str) -> None:
     """A parameter file that exists and holds a ``name`` network of ``len(classes)`` classes, else an error
     that says which (arguments as :func:`check_weights`)."""
-    from ..model_zoo import file_class_count
+    from ..model_zoo import file_class_count  # needs MXNet: this module serves the PyTorch stack too
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"parameter file not found: {path}; pass an existing .params file or --pretrained "
@@ -83,8 +83,7 @@ def load_gluoncv_int8(name: str, pretrained):
     FileNotFoundError for a missing graph or file; ``model_store.ModelStoreError`` when the published
     weights cannot be had.
     """
-    from ..model_store import ModelStoreError
-    from ..quantization import INT8_MODELS, get_int8_model
+    from ..quantization import INT8_MODELS, get_int8_model  # needs MXNet: this module serves the PyTorch stack too
 
     int8_name = f"{name}_int8"
     if int8_name not in INT8_MODELS:

@@ -11,6 +11,11 @@ import math
 import os
 from collections.abc import Mapping
 
+from .. import cpu
+from ..fileio import atomic_write
+from . import plots
+from .coco import coco_stats
+
 __all__ = ["METRIC_TEXT", "finite", "write_json", "ap_table", "coco_stats_record", "keep_coco_detections",
            "write_pr_curves", "evaluation_record", "write_evaluation", "score_results_file", "results_file_record",
            "precision", "settings_record", "dataset_record"]
@@ -29,8 +34,6 @@ def finite(value):
 
 def write_json(path: str, obj) -> str:
     """Write ``obj`` as indented JSON, atomically (a reader never sees half a file); returns ``path``."""
-    from ..fileio import atomic_write
-
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
@@ -65,8 +68,6 @@ def write_pr_curves(path: str, metric_name: str, metric, dataset, per_class: Map
                     detections_path: str | None = None) -> str:
     """Draw the precision/recall curve of every class into ``path``: the VOC metric's own curves, or for
     COCO pycocotools' interpolated precision at IoU 0.5 over the detections in ``detections_path``."""
-    from . import plots
-
     if metric_name == "coco":
         detections = []
         if detections_path:
@@ -130,8 +131,6 @@ def score_results_file(dataset, path: str) -> dict:
     ValueError for a dataset without COCO annotations, a missing or malformed file, or detections of images or
     categories the annotations do not have.
     """
-    from .coco import coco_stats
-
     coco = getattr(dataset, "coco", None) if hasattr(dataset, "contiguous_id_to_json") else None
     if coco is None:
         raise ValueError("--results scores a COCO results file: use --dataset coco (or custom with a COCO JSON as "
@@ -167,8 +166,6 @@ def settings_record(network: str, ctx, nms, *, precision: str, backend: str, pre
     the CPU and its vector features, contexts, ``nms`` as (nms_thresh, nms_topk, post_nms)) and, for a
     model quantized here, the ``calibration`` settings. An exported model (``deploy``) has backend
     'deploy' and no ``pretrained``."""
-    from .. import cpu
-
     return {"network": network, "precision": precision, "quantized": quantized, "calibration": calibration,
             "cpu": cpu.describe(), "cpu_features": cpu.vector_features(),
             "backend": "deploy" if deploy else backend, "pretrained": None if deploy else pretrained,
@@ -180,7 +177,7 @@ def settings_record(network: str, ctx, nms, *, precision: str, backend: str, pre
 def dataset_record(kind: str, root: str | None, splits: str | None, image_dir: str | None, dataset) -> dict:
     """The ``dataset`` of ``results.json``: its kind, root (absolute; None: the kind's default root), splits
     (None: the kind's default validation splits, as text), image folder, number of images and classes."""
-    from ..data.open import DEFAULT_ROOTS, TRAINING_SPLITS
+    from ..data.open import DEFAULT_ROOTS, TRAINING_SPLITS  # loads OpenCV: the metrics run without images
 
     default_splits = ",".join(f"{s[0]}_{s[1]}" if isinstance(s, tuple) else s for s in TRAINING_SPLITS[kind]["val"])
     return {"kind": kind, "root": os.path.abspath(os.path.expanduser(root)) if root else DEFAULT_ROOTS.get(kind),

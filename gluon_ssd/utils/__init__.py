@@ -16,10 +16,10 @@ def __getattr__(name):
     if name in ("viz", "random", "metrics"):
         return importlib.import_module(f"{__name__}.{name}")
     if name == "export_block":
-        from .._mxnet import require
+        from .._mxnet import require  # lazy: importing gluon_ssd.utils loads nothing (not even MXNet's probe)
 
         require("gluon_ssd.utils.export_block (an MXNet graph export)")
-        from .export_helper import export_block
+        from .export_helper import export_block  # needs MXNet
 
         return export_block
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """GluonCV's ``gluoncv.data.transforms.presets.ssd`` at its dotted path, with its return types.
 
-One implementation behind two spellings: these are thin layers over :mod:`gluon_ssd.data.transforms` (the
+One implementation behind two spellings: these are thin layers over :mod:`gluon_ssd.data.transforms.pipeline` (the
 numpy versions our training and evaluation use, faster) that hand back what GluonCV's functions hand back:
 ``mx.nd.NDArray`` image tensors and targets, numpy labels and display images. The pixels are the same
 (validation and demo preprocessing bit-exact with GluonCV). Where MXNet is not installed they return numpy
@@ -11,7 +11,7 @@ Differences from GluonCV:
 * ``short`` defaults to 512 (GluonCV's demo value; GluonCV makes it a required argument).
 * Images may be numpy arrays as well as NDArrays; ``load_test`` also takes ``os.PathLike`` names.
 * ``SSDDefaultTrainTransform`` draws from its own random streams (``seed``, or ``rng`` per call; see
-  :mod:`gluon_ssd.data.transforms`), never from the global ``np.random`` state GluonCV draws from, so the
+  :mod:`gluon_ssd.data.transforms.pipeline`), never from the global ``np.random`` state GluonCV draws from, so the
   same global seed does not give GluonCV's crops. Its targets (with ``anchors``) are GluonCV's
   ``SSDTargetGenerator`` targets for the augmented label. Images without objects work (GluonCV fails).
 """
@@ -21,11 +21,11 @@ import numpy as np
 
 from ...._mxnet import is_ndarray, mx
 from ....specs import BOX_STDS
-from .. import MEAN, STD, _mx
-from .. import SSDDefaultTrainTransform as _TrainTransform
-from .. import SSDDefaultValTransform as _ValTransform
-from .. import load_test as _load_test
-from .. import transform_test as _transform_test
+from ..pipeline import MEAN, STD, _mx
+from ..pipeline import SSDDefaultTrainTransform as _TrainTransform
+from ..pipeline import SSDDefaultValTransform as _ValTransform
+from ..pipeline import load_test as _load_test
+from ..pipeline import transform_test as _transform_test
 
 __all__ = ["transform_test", "load_test", "SSDDefaultTrainTransform", "SSDDefaultValTransform"]
 
@@ -129,7 +129,7 @@ class SSDDefaultTrainTransform(_TrainTransform):
     iou_thresh : float, matching threshold of the targets.
     box_norm : 4 floats, box target stds.
     seed : int, SeedSequence, Generator or None, keyword-only
-        The random stream (see :mod:`gluon_ssd.data.transforms`); GluonCV draws from ``np.random``'s global
+        The random stream (see :mod:`gluon_ssd.data.transforms.pipeline`); GluonCV draws from ``np.random``'s global
         state instead.
     max_expand : float, keyword-only
         Largest zoom-out ratio (GluonCV: 4).
