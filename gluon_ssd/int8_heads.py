@@ -25,7 +25,7 @@ __all__ = ["HEAD_TOLERANCE", "SCHEMES", "check_quantize_heads", "choose_float_he
            "head_score_error"]
 
 # Largest change of a foreground score (a softmax probability) that int8 rounding may make on a calibration
-# image for the head to be quantized. Measured per head (tests/test_quantization.py): trained model 0.38 and
+# image for the head to be quantized. Measured per head (tests/gluon_ssd/test_quantization.py): trained model 0.38 and
 # 0.11 on its two largest maps, 0.0003-0.0008 on the others; random weights of the four zoo models 0.005-0.03.
 HEAD_TOLERANCE = 0.05
 SCHEMES = ("symmetric", "asymmetric")

@@ -15,7 +15,7 @@ import sysconfig
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHAPES = ["--min-size", "96", "--max-size", "128", "--min-object-size", "32", "--max-object-size", "64",
           "--classes", "circle,cross"]
@@ -88,8 +88,8 @@ def test_installed_package_runs_from_outside_the_checkout(tmp_path):
     assert len(validated) == 1 and 0 <= validated[0] <= 1
 
     # The best weights as a GluonCV file (written without MXNet) are evaluated. (That they score what the run's
-    # validation scored is tests/test_train_without_mxnet.py's: this one-epoch model scores its candidates nearly
-    # alike, so the last bits of the convolutions, which change with the thread count, reorder them.)
+    # validation scored is tests/convert/train/test_without_mxnet.py's: this one-epoch model scores its candidates
+    # nearly alike, so the last bits of the convolutions, which change with the thread count, reorder them.)
     _run([os.path.join(bin_dir, "gluon-ssd-eval"), "--network", "mobilenet0.25", "--data-shape", "128", "--dataset",
           "custom", "--dataset-root", str(data), "--pretrained", prefix + MODEL + "_best.params", "--out-dir",
           str(tmp_path / "eval"), "-j", "0", "--batch-size", "4"], work)

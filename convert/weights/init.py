@@ -92,7 +92,7 @@ VGG_INIT_SCALE = Constant(_as_tuple((np.asarray(IMAGENET_STD, dtype=np.float32) 
 
 # (gluon structural key pattern, initializer, where gluon_ssd sets it); the first pattern that matches wins.
 # Measured against gluon_ssd.get_model(name, pretrained_base=False) tensor by tensor, for every backbone kind,
-# in tests/test_convert_init.py.
+# in tests/convert/weights/test_init.py.
 INIT_RULES: tuple[tuple[str, Constant | Xavier, str], ...] = (
     (r"^(class|box)_predictors\.\d+\.predictor\.weight$", Xavier("uniform", "avg", 2.0),
      "ConvPredictor: weight_initializer=Xavier(magnitude=2)"),

@@ -5,7 +5,7 @@ Every dataset in :mod:`gluon_ssd.data` yields ``(image, label)``:
 * ``image``: ``mx.nd.NDArray`` (H, W, 3) uint8 RGB, decoded with MXNet's OpenCV decoder, the pixels
   GluonCV sees. Without MXNet (torch-only machines) a numpy array of the same shape, decoded by
   opencv-python: the same pixels for PNGs and 4:4:4 / 4:2:0 JPEGs (every VOC and COCO photo tested), within 2
-  grey levels for JPEGs of rarer chroma subsamplings (tests/test_data_without_mxnet.py).
+  grey levels for JPEGs of rarer chroma subsamplings (tests/gluon_ssd/data/test_without_mxnet.py).
 * ``label``: ``numpy.ndarray`` (N, 6) float32 rows ``[x1, y1, x2, y2, class, difficult]`` in 0-based
   pixel coordinates of the original image; ``class`` is the index into ``dataset.classes``. An image
   without objects has a (0, 6) label.

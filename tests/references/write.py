@@ -62,8 +62,8 @@ COCO_SETTINGS = {"default": {}, "no_crowd": {"use_crowd": False}}
 # bilinear otherwise) on real photos; the two 300 x 300 ones are the photos of (a) at its size.
 SMALL_PHOTO = "coco_sample/tinycoco/images/train2017/000000037777.jpg"  # 352 x 230
 RESIZES = ((TWIN_PHOTOS[0], 300, 300), (TWIN_PHOTOS[1], 300, 300), (SMALL_PHOTO, 384, 256), (SMALL_PHOTO, 300, 300))
-# (f) VOC metrics on randomized sets (the generator of tests/test_eval_voc.py): with tied scores (compared with
-# tie_order='gluoncv') and without.
+# (f) VOC metrics on randomized sets (the generator of tests/gluon_ssd/eval/test_voc.py): with tied scores (compared
+# with tie_order='gluoncv') and without.
 METRIC_SETS = {"ties": (2, True), "no_ties": (202, False)}
 METRIC_CLASSES, METRIC_BATCHES = 5, 3
 # How the writer's numpy orders equal values in argsort (its default quicksort): gluoncv ranks detections so, and
@@ -365,7 +365,7 @@ def write_val_transform(out: pathlib.Path, gcv) -> None:
 @writes("voc_metrics.npz")
 def write_voc_metrics(out: pathlib.Path, gcv) -> None:
     """(f) VOC07MApMetric and VOCMApMetric (IoU 0.5) on randomized detections with difficult ground truths."""
-    from tests.test_eval_voc import _random_batch
+    from tests.gluon_ssd.eval.test_voc import _random_batch
 
     metrics = gcv.utils.metrics.voc_detection
     names = [f"c{i}" for i in range(METRIC_CLASSES)]
