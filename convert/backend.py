@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from .runtime.inference import predict, prepare, resolve_device, reuse_freed_memory
+from .runtime.onnxruntime import register as register_onnxruntime
+from .runtime.openvino import register as register_openvino
 from .weights.mapping import convert_gluon_file, load_torch_model
 
 log = logging.getLogger(__name__)
@@ -101,3 +103,6 @@ def register() -> None:
     # The trainer is named, not imported: it needs MXNet (the shared data pipeline), the twin's inference
     # does not (`import convert` works with torch and numpy only).
     register_backend("torch", load_torch_detector, quantize_torch_detector, trainer="convert.training:TorchTrainer")
+    register_onnxruntime()  # --backend onnxruntime / openvino: they need no torch to serve a written graph
+    register_openvino()
+
