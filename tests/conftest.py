@@ -36,6 +36,7 @@ TORCH_STACK_MODULES = frozenset({
     "test_references.py",
     "test_resume_params.py",
     "test_train_without_mxnet.py",
+    "test_runtimes.py",
 })
 
 
