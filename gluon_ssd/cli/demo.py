@@ -257,8 +257,9 @@ def run(args) -> int:
     fixed = getattr(detector, "data_shape", None)  # a graph quantized at one input size (int8 ONNX/OpenVINO)
     if fixed and (preprocess.data_shape is None or tuple(preprocess.data_shape[::-1]) != tuple(fixed)):
         given = f"--data-shape {args.data_shape}" if args.data_shape else "aspect-preserving resizes"
+        again = f" (or quantize at {args.data_shape})" if args.data_shape else ""
         raise UsageError(f"{args.pretrained} is an int8 graph of {fixed[0]}x{fixed[1]} inputs, got {given}: pass "
-                         f"--data-shape {fixed[1]}" + (f" (or quantize at {args.data_shape})" if args.data_shape else ""))
+                         f"--data-shape {fixed[1]}{again}")
     out_dir = args.out_dir or default_out_dir(args)
     show = Shower(args.show, gluoncv=args.out_dir is None)
     if args.out_dir is None:
