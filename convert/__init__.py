@@ -17,23 +17,28 @@ Importing this package needs only torch and numpy; reading or writing MXNet file
 """
 import gluon_ssd._env  # noqa: F401  (thread settings, before mxnet may be imported)
 
-from .backend import register as _register  # noqa: E402
-from .nn.postprocess import box_nms, detect
-from .nn.ssd import SSD, get_torch_model, to_torchvision
-from .runtime.export import export_onnx, export_torchscript
-from .runtime.inference import fuse_batchnorm, predict, prepare, reuse_freed_memory
-from .weights.mapping import (
-                      convert_gluon_file,
-                      gluon_to_torch,
-                      key_map,
-                      load_torch_model,
-                      save_torch_model,
-                      torch_to_gluon,
-                      write_gluon_file,
-)
+try:
+    import torch  # noqa: F401
+except ImportError:  # without torch only written graphs are served: convert.runtime.onnxruntime / .openvino
+    torch = None
+if torch is not None:
+    from .backend import register as _register  # noqa: E402
+    from .nn.postprocess import box_nms, detect
+    from .nn.ssd import SSD, get_torch_model, to_torchvision
+    from .runtime.export import export_onnx, export_torchscript
+    from .runtime.inference import fuse_batchnorm, predict, prepare, reuse_freed_memory
+    from .weights.mapping import (
+                          convert_gluon_file,
+                          gluon_to_torch,
+                          key_map,
+                          load_torch_model,
+                          save_torch_model,
+                          torch_to_gluon,
+                          write_gluon_file,
+    )
 
-# --backend torch of gluon_ssd's tools: the twin registers itself (gluon_ssd never imports convert).
-_register()
+    # --backend torch of gluon_ssd's tools: the twin registers itself (gluon_ssd never imports convert).
+    _register()
 
 __all__ = ["SSD", "get_torch_model", "load_torch_model", "save_torch_model", "convert_gluon_file",
            "write_gluon_file", "gluon_to_torch", "torch_to_gluon", "key_map", "box_nms", "detect",

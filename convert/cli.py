@@ -16,6 +16,8 @@ from gluon_ssd.specs import resolve_model_name
 from .nn.ssd import SSD, get_torch_model, spec_from_dict
 from .runtime.export import export_onnx, export_torchscript
 from .runtime.inference import resolve_device
+from .runtime.onnxruntime import graph_meta, require, write_onnx_meta
+from .runtime.openvino import quantize_openvino, require_nncf, write_ir
 from .runtime.quantization import quantize_twin
 from .runtime.verify import format_table, photo_batch, verify
 from .weights.mapping import convert_gluon_file, read_torch_file, save_torch_model, write_gluon_file
@@ -29,6 +31,9 @@ EXAMPLES = """examples:
   python -m convert --reverse --params mine.pth --out mine.params
   python -m convert --network ssd_512_mobilenet1.0_voc --params m.params --quantize int8 --calib-images val/ \
       --out m-int8.onnx      # int8 twin (ONNX Runtime), calibrated on 8 images of val/ at 512x512
+  python -m convert --network ssd_512_mobilenet1.0_voc --params m.params --openvino m-ir/   # OpenVINO IR, fp32
+  python -m convert --network ssd_512_mobilenet1.0_voc --params m.params --openvino m-int8/ --quantize int8 \
+      --calib-images val/    # OpenVINO int8 (NNCF), same calibration as ONNX Runtime's
 """
 
 
@@ -53,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "more also compare the training-mode outputs)")
     parser.add_argument("--torchscript", metavar="OUT.pt", help="also write a scripted TorchScript model")
     parser.add_argument("--onnx", metavar="OUT.onnx", help="also write an ONNX model (opset 17; needs onnx)")
+    parser.add_argument("--openvino", metavar="DIR", help="also write OpenVINO IR: DIR/model.xml, .bin and .json "
+                        "(network, classes, input size, NMS, dtype); fp32, or int8 (NNCF) with --quantize int8; "
+                        "needs openvino (and nncf for int8)")
     parser.add_argument("--quantize", choices=("int8",), help="write the twin's network as a calibrated int8 "
-                        "ONNX Runtime graph (to --out, default PARAMS-int8.onnx); needs --calib-images")
+                        "ONNX Runtime graph (to --out, default PARAMS-int8.onnx; with --openvino only to --out "
+                        "if given) and, with --openvino, the int8 OpenVINO IR; needs --calib-images")
     parser.add_argument("--calib-images", metavar="DIR", help="--quantize: a folder (or comma-separated files) of "
                         "calibration photos, resized like evaluation (fixed --data-shape, ImageNet mean/std)")
     parser.add_argument("--num-calib-images", type=int, default=8, help="--quantize: photos used (default 8)")
@@ -82,8 +91,8 @@ def _forward(args) -> int:
     _check_network(args.network)
     if args.quantize:
         return _quantize(args)
-    if not (args.out or args.verify or args.torchscript or args.onnx):
-        raise UsageError("nothing to do: pass --out OUT.pth and/or --verify, --torchscript, --onnx")
+    if not (args.out or args.verify or args.torchscript or args.onnx or args.openvino):
+        raise UsageError("nothing to do: pass --out OUT.pth and/or --verify, --torchscript, --onnx, --openvino")
     if not os.path.isfile(args.params):
         raise UsageError(f"--params {args.params}: no such file")
     classes = parse_classes(args.classes)
@@ -110,8 +119,30 @@ def _forward(args) -> int:
     if args.torchscript:
         print(f"wrote {export_torchscript(model, args.torchscript)} (TorchScript)")
     if args.onnx:
-        print(f"wrote {export_onnx(model, args.onnx)} (ONNX opset 17)")
+        export_onnx(model, args.onnx)
+        write_onnx_meta(args.onnx, graph_meta(model))
+        print(f"wrote {args.onnx} (ONNX opset 17)")
+    if args.openvino:
+        _write_openvino(model, args.openvino)
     return status
+
+
+def _write_openvino(model, folder, calib=None, calib_mode="naive") -> None:
+    """The fp32 IR of the twin's detection graph in ``folder`` or, given calibration images, its NNCF int8."""
+    require("openvino", "--openvino")
+    if calib is not None:
+        require_nncf()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "detect.onnx")
+        export_onnx(model, path)
+        write_onnx_meta(path, graph_meta(model))
+        if calib is None:
+            xml = write_ir(path, graph_meta(model), folder)
+        else:
+            quantized, meta = quantize_openvino(model, path, [calib], calib_mode)
+            xml = write_ir(quantized, meta, folder)
+    print(f"wrote {xml} (OpenVINO IR {'int8' if calib is not None else 'fp32'}, with {os.path.splitext(xml)[0]}.json); "
+          f"run it with --backend openvino --pretrained {xml}")
 
 
 def _verify(model, args) -> int:
@@ -181,6 +212,10 @@ def _quantize(args) -> int:
             batch.append(preprocess(read_image(path)))
         except BadImageError as err:
             raise UsageError(f"--calib-images: {err}") from None
+    if args.openvino:
+        _write_openvino(model, args.openvino, np.stack(batch), args.calib_mode)
+        if not args.out:
+            return 0
     out = args.out or os.path.splitext(args.params)[0] + "-int8.onnx"
     if not out.endswith(".onnx"):
         raise UsageError(f"--quantize writes an ONNX file: --out {out} should end in .onnx")

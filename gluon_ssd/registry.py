@@ -32,7 +32,8 @@ ENGINES: dict[str, type] = {}
 QUANTIZERS: dict[str, Callable[..., Any]] = {}
 ENTRY_POINT_GROUP = "gluon_ssd.backends"
 # The project's own backends: name -> the module whose register() adds it (importing it needs its framework).
-OWN_BACKENDS = {"torch": "convert.backend"}
+OWN_BACKENDS = {"torch": "convert.backend", "onnxruntime": "convert.runtime.onnxruntime",
+                "openvino": "convert.runtime.openvino"}
 # name -> why it could not be loaded (its framework is not installed), for the messages of the tools
 UNAVAILABLE: dict[str, str] = {}
 _discovered = False

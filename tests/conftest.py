@@ -24,6 +24,7 @@ TORCH_STACK_MODULES = frozenset({
     "convert/_cpu/test_kernels.py",
     "convert/runtime/test_export.py",
     "convert/runtime/test_quantization.py",
+    "convert/runtime/test_runtimes.py",
     "convert/train/test_without_mxnet.py",
     "gluon_ssd/cli/test_quickstart.py",
     "gluon_ssd/data/test_check.py",

@@ -19,6 +19,7 @@ OPTIONAL_THIRD_PARTY = {
     "onnx": "ONNX export and int8 graphs of the PyTorch twin only",
     "onnxruntime": "the ONNX Runtime backend only",
     "openvino": "the OpenVINO backend only",
+    "nncf": "OpenVINO int8 only (PyTorch stack: nncf 3 needs numpy >= 1.24)",
     "horovod": "distributed MXNet training only, built from source (make horovod)",
     "pycocotools": "COCO evaluation, read where a COCO metric is asked for",
     "faster_coco_eval": "the COCO evaluator of the PyTorch stack (Python 3.12+), where pycocotools is missing",

@@ -92,8 +92,8 @@ def parse_args(argv=None):
                         "(default: %(default)s)")
     p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' or '0,1'; empty for CPU (default)")
     p.add_argument("--backend", default=None,
-                   help="inference backend: mxnet, or torch (the PyTorch twin); default: mxnet where MXNet is "
-                        "installed, else torch")
+                   help="inference backend: mxnet, torch (the PyTorch twin), onnxruntime or openvino (the twin's "
+                        "graph in that runtime, CPU); default: mxnet where MXNet is installed, else torch")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu or cuda[:N] (MXNet uses --gpus) (default: %(default)s)")
     p.add_argument("--deploy", action="store_true",
@@ -101,7 +101,8 @@ def parse_args(argv=None):
                         "--calibration); its classes come from PREFIX-meta.json or --classes")
     p.add_argument("--model-prefix", default=None, help="prefix of the exported model for --deploy")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
-                   help="--backend torch: network precision (default: %(default)s)")
+                   help="network precision: torch all of these; onnxruntime fp32, int8; openvino fp32, bf16, "
+                        "int8 (default: %(default)s)")
     p.add_argument("--show", action="store_true",
                    help="also show each annotated image (and video frame) in an OpenCV window")
     p.add_argument("-v", "--verbose", action="store_true", help="log library messages at INFO level")
@@ -251,6 +252,12 @@ def run(args) -> int:
     images = expand_images(split_comma_lists(args.images))
     ctx = contexts("--gpus", args.gpus, cpu_hint="leave --gpus out to run on the CPU")
     detector = load_detector(args, classes, ctx)
+    fixed = getattr(detector, "data_shape", None)  # a graph quantized at one input size (int8 ONNX/OpenVINO)
+    if fixed and (preprocess.data_shape is None or tuple(preprocess.data_shape[::-1]) != tuple(fixed)):
+        given = f"--data-shape {args.data_shape}" if args.data_shape else "aspect-preserving resizes"
+        again = f" (or quantize at {args.data_shape})" if args.data_shape else ""
+        raise UsageError(f"{args.pretrained} is an int8 graph of {fixed[0]}x{fixed[1]} inputs, got {given}: pass "
+                         f"--data-shape {fixed[1]}{again}")
     out_dir = args.out_dir or default_out_dir(args)
     show = Shower(args.show, gluoncv=args.out_dir is None)
     if args.out_dir is None:

@@ -91,12 +91,14 @@ FLAGS = (
     ("--num-gpus", dict(type=int, default=0, help="GPUs to use, 0 for CPU" + _DEFAULT)),
     ("--pretrained", dict(default="True", help="'True' for GluonCV's published weights (model store) or a "
                           "parameter file path (GluonCV's or from training)" + _DEFAULT)),
-    ("--backend", dict(default=None, help="inference backend: mxnet, or torch (the PyTorch twin); default: mxnet "
-                       "where MXNet is installed, else torch")),
+    ("--backend", dict(default=None, help="inference backend: mxnet, torch (the PyTorch twin), onnxruntime or "
+                       "openvino (the twin's graph in that runtime, CPU); default: mxnet where MXNet is installed, "
+                       "else torch")),
     ("--device", dict(default="cpu", help="--backend torch: cpu or cuda[:N] (MXNet uses --num-gpus)" + _DEFAULT)),
     ("--dtype", dict(default="fp32", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                      help="--backend torch: network precision (fp16/bf16 autocast; int8: ONNX Runtime, calibrated "
-                          "like --calibration, CPU; post-processing stays float32)" + _DEFAULT)),
+                          "like --calibration, CPU; post-processing stays float32); onnxruntime: fp32, int8; "
+                          "openvino: fp32, bf16, int8 (NNCF)" + _DEFAULT)),
     ("--no-plots", dict(_ON, help="do not draw the precision/recall curves")),
     ("--no-progress", dict(_ON, help="no progress bar")),
     ("-v --verbose", dict(_ON, help="log library messages at INFO level")),
@@ -244,7 +246,7 @@ def calibrate(args, model, name, dataset, out_dir):
                                      num_workers=args.num_workers)
         int8 = calibrate_int8(model, batches, os.path.join(out_dir, "model"), name, args.backend, args.calib_mode,
                               args.quantized_dtype, HEAD_CHOICES[args.quantize_heads], nms=NMS)
-    except (ValueError, BadImageError) as err:
+    except (ValueError, BadImageError, ImportError) as err:  # ImportError: a runtime or nncf not installed
         raise UsageError(f"{what}: {err}") from None
     again = f" (evaluate it again with --deploy --model-prefix {int8.prefix})" if args.calibration else ""
     print(f"wrote the int8 {'model' if args.calibration else 'twin'} ({args.calib_mode} calibration on "
