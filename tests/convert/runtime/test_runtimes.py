@@ -20,7 +20,7 @@ from convert.backend import load_torch_detector
 from convert.runtime.verify import compare_detections
 from gluon_ssd.data.custom import read_image
 from gluon_ssd.predict import Preprocessor, load_detector
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.references import DATA, gluoncv_params
 
 NETWORK = "ssd_300_mobilenet0.25_voc"
