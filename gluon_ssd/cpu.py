@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 # /proc/cpuinfo flag -> the name printed.
@@ -43,3 +44,11 @@ def describe() -> str:
     model, _ = _cpuinfo()
     features = vector_features()
     return f"{model} ({' '.join(features) if features else 'no AVX2'})"
+
+
+def runtime_threads() -> int:
+    """Threads of an ONNX Runtime / OpenVINO session: OMP_NUM_THREADS where set (as torch's), else every core."""
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
+    except ValueError:
+        return os.cpu_count() or 1

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-__all__ = ["BACKENDS", "ENGINES", "QUANTIZERS", "UNAVAILABLE", "OWN_BACKENDS", "ENTRY_POINT_GROUP",
+__all__ = ["BACKENDS", "ENGINES", "QUANTIZERS", "UNAVAILABLE", "OWN_BACKENDS", "ENTRY_POINT_GROUP", "CPU_FP32_ORDER",
            "register_backend", "available_backends", "unknown_backend_message"]
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ ENTRY_POINT_GROUP = "gluon_ssd.backends"
 # The project's own backends: name -> the module whose register() adds it (importing it needs its framework).
 OWN_BACKENDS = {"torch": "convert.backend", "onnxruntime": "convert.runtime.onnxruntime",
                 "openvino": "convert.runtime.openvino"}
+# What float32 on the CPU runs in where nothing is named and MXNet is not installed: the fastest exact runtime
+# installed, in this order (bench/bench_runtimes.py, BENCHMARKS.md "Serving runtimes"; each gives the twin's
+# detections within the bounds of python -m convert --verify).
+CPU_FP32_ORDER = ("onnxruntime", "openvino", "torch")
 # name -> why it could not be loaded (its framework is not installed), for the messages of the tools
 UNAVAILABLE: dict[str, str] = {}
 _discovered = False

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gluon_ssd.classes import DATASET_CLASSES
+from gluon_ssd.cpu import runtime_threads
 from gluon_ssd.fileio import atomic_path
 from gluon_ssd.registry import register_backend
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS, get_spec
@@ -164,14 +165,6 @@ def split_outputs(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray):
     return np.asarray(ids)[..., 0], np.asarray(scores)[..., 0], np.asarray(boxes)
 
 
-def threads() -> int:
-    """Threads of a runtime session: OMP_NUM_THREADS where set (as the twin's int8 session), else every core."""
-    try:
-        return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
-    except ValueError:
-        return os.cpu_count() or 1
-
-
 class OnnxRuntimeDetector:
     """A detection graph in ONNX Runtime (CPU), as a detector of :mod:`gluon_ssd.predict`:
     (B, 3, H, W) float32 numpy -> numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))``."""
@@ -179,7 +172,7 @@ class OnnxRuntimeDetector:
     def __init__(self, path: str, classes: Sequence[str], meta: dict | None = None, model=None):
         ort = require("onnxruntime", "--backend onnxruntime")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads()
+        options.intra_op_num_threads = runtime_threads()
         options.inter_op_num_threads = 1
         self.path, self.meta, self.classes = path, meta, tuple(classes)
         self.model = model  # the float32 twin when built from weights (what --dtype int8 calibrates)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gluon_ssd.cpu import runtime_threads
 from gluon_ssd.fileio import atomic_write
 from gluon_ssd.registry import register_backend
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS
@@ -36,7 +37,6 @@ from .onnxruntime import (
     read_onnx_meta,
     require,
     split_outputs,
-    threads,
     twin_model,
     warn_nms,
 )
@@ -74,7 +74,7 @@ class OpenVINODetector:
         shape = (meta or {}).get("data_shape")
         self.data_shape = tuple(shape) if shape else None
         config = {"INFERENCE_PRECISION_HINT": PRECISIONS[dtype], "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": threads()}
+                  "INFERENCE_NUM_THREADS": runtime_threads()}
         self.compiled = ov.Core().compile_model(source, "CPU", config)
 
     def __call__(self, batch: np.ndarray):

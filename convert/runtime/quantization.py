@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gluon_ssd.cpu import has_int8_dot_product
+from gluon_ssd.cpu import has_int8_dot_product, runtime_threads
 from gluon_ssd.fileio import atomic_path
 from gluon_ssd.int8_heads import check_quantize_heads, choose_float_heads
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS
@@ -183,13 +183,6 @@ def _float_class_heads(model: SSD, images: list, quantize_heads, tolerance) -> t
                               "asymmetric", tolerance)
 
 
-def _threads() -> int:
-    try:
-        return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
-    except ValueError:
-        return os.cpu_count() or 1
-
-
 class Int8Detector:
     """An int8 ONNX Runtime network + the twin's float32 post-processing, as a detector of
     :mod:`gluon_ssd.predict`: numpy (B, 3, H, W) in, numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))``."""
@@ -214,7 +207,7 @@ class Int8Detector:
         self.classes = tuple(self.model.classes)
         self.data_shape = tuple(self.meta["data_shape"])
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads()
+        options.intra_op_num_threads = runtime_threads()
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self._anchors: dict = {}

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from gluon_ssd import predict
+from gluon_ssd import predict, registry
 from gluon_ssd.devices import mxnet_contexts, parse_gpu_ids
 from gluon_ssd.model_store import ModelStoreError
 
@@ -181,18 +181,26 @@ def parse_classes(value, flag: str = "--classes", root: str | None = None, names
 
 # ---------------------------------------------------------------------------------------------- models
 def resolve_backend(args, mxnet_only: tuple[str, ...] = ()) -> str:
-    """``args.backend``, or when it was not given (None): mxnet where MXNet is installed or where one of the
-    ``mxnet_only`` flags (argparse names) is set; else torch. Where MXNet is not installed, the MXNet backend (named
-    or implied by such a flag) is refused here, before any work, with what needs it."""
-    from gluon_ssd._mxnet import HAVE_MXNET, default_backend, missing_message  # loads MXNet: not for --help
+    """``args.backend``, or when it was not given (None): mxnet where MXNet is installed (GluonCV's own numbers, to
+    the bit) or where one of the ``mxnet_only`` flags (argparse names) is set; without MXNet, float32 on the CPU
+    runs in the fastest exact runtime installed (:data:`gluon_ssd.registry.CPU_FP32_ORDER`), anything else in the
+    PyTorch twin. Where MXNet is not installed, the MXNet backend (named or implied by such a flag) is refused
+    here, before any work, with what needs it."""
+    from gluon_ssd._mxnet import HAVE_MXNET, missing_message  # loads MXNet: not for --help
 
     wanted = [name for name in mxnet_only if getattr(args, name, None)]
     if not HAVE_MXNET and args.backend in (None, "mxnet") and (wanted or args.backend == "mxnet"):
         raise UsageError(missing_message(f"--{wanted[0].replace('_', '-')}" if wanted else "--backend mxnet"))
     if args.backend is None:
-        args.backend = "mxnet" if wanted else default_backend()
-        if args.backend == "torch":
-            logging.getLogger(__name__).info("MXNet is not installed: running the PyTorch twin (--backend torch)")
+        if wanted or HAVE_MXNET:
+            args.backend = "mxnet"
+        elif getattr(args, "device", "cpu") == "cpu" and getattr(args, "dtype", "fp32") == "fp32":
+            available = predict.available_backends()
+            args.backend = next((name for name in registry.CPU_FP32_ORDER if name in available), "torch")
+        else:
+            args.backend = "torch"
+        if args.backend != "mxnet":
+            logging.getLogger(__name__).info("MXNet is not installed: running --backend %s", args.backend)
     return args.backend
 
 
