@@ -46,7 +46,8 @@ def require(what: str):
 
 
 def default_backend() -> str:
-    """The backend the tools run when none is named: MXNet where it is installed, else the PyTorch twin."""
+    """The backend train_ssd.py runs when none is named: MXNet where it is installed, else the PyTorch twin (for
+    serving, gluon_ssd.cli.common.resolve_backend also picks among the runtimes)."""
     return "mxnet" if HAVE_MXNET else "torch"
 
 

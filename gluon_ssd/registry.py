@@ -37,7 +37,7 @@ OWN_BACKENDS = {"torch": "convert.backend", "onnxruntime": "convert.runtime.onnx
 # What float32 on the CPU runs in where nothing is named and MXNet is not installed: the fastest exact runtime
 # installed, in this order (bench/bench_runtimes.py, BENCHMARKS.md "Serving runtimes"; each gives the twin's
 # detections within the bounds of python -m convert --verify).
-CPU_FP32_ORDER = ("onnxruntime", "openvino", "torch")
+CPU_FP32_ORDER = ("openvino", "onnxruntime", "torch")
 # name -> why it could not be loaded (its framework is not installed), for the messages of the tools
 UNAVAILABLE: dict[str, str] = {}
 _discovered = False

@@ -113,9 +113,10 @@ def coco_url_root(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _mxnet_home(tmp_path_factory, monkeypatch):
-    """Keep every test away from the user's ~/.mxnet."""
+    """Keep every test away from the user's ~/.mxnet and ~/.cache/gluon_ssd (the runtimes' exported graphs)."""
     home = tmp_path_factory.getbasetemp() / "mxnet_home"
     monkeypatch.setenv("MXNET_HOME", str(os.fspath(home)))
+    monkeypatch.setenv("GLUON_SSD_CACHE", str(tmp_path_factory.getbasetemp() / "gluon_ssd_cache"))
 
 
 _SMALL_TRAINING: dict = {}

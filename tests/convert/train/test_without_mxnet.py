@@ -234,8 +234,9 @@ NEEDS_MXNET = "needs MXNet 1.9.1, which installs on Python 3.11 or older"
 
 def test_failure_walk_without_mxnet(tiny_train_dataset, tmp_path):
     """Where MXNet is not installed, each tool in turn: what needs MXNet (its backend, its int8 flows, --deploy,
-    --verify, gluon_ssd.get_model) says so once, with what to do instead, and exits 2; the default backend is then
-    the PyTorch twin, whose bad inputs (a file that is no parameter file) are named the same way. No traceback,
+    --verify, gluon_ssd.get_model) says so once, with what to do instead, and exits 2; the default backends are then
+    the twin's (training: the twin; float32 serving on the CPU: the fastest runtime installed), whose bad inputs (a
+    file that is no parameter file) are named the same way. No traceback,
     and no weights are written."""
     bad = tmp_path / "notes.params"
     bad.write_text("not a parameter file\n")
@@ -260,7 +261,7 @@ def test_failure_walk_without_mxnet(tiny_train_dataset, tmp_path):
                          f"{tmp_path}/mx/x.pth", "--verify", "--images", photo],
          ["python -m convert: error: --verify", NEEDS_MXNET, "without --verify the conversion itself needs no "
           "MXNet"]),
-        # the default backend without MXNet is the twin: the file is named as not being a parameter file
+        # the default backend without MXNet (a runtime of the twin's graph): the file is named as no parameter file
         ("gluon_ssd.cli.eval", data + ["--pretrained", str(bad)], ["eval_ssd.py: error:", str(bad)]),
         ("gluon_ssd.cli.train", data + train + ["--pretrained-base", str(bad), "--save-prefix", f"{tmp_path}/bad/"],
          ["train_ssd.py: error:", str(bad), "expected an MXNet .params file"]),
