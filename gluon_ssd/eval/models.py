@@ -24,7 +24,8 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
     ----------
     name : a zoo name; a '*_custom' network takes the dataset's classes.
     pretrained : True (the model store), False (random weights: refused) or a parameter file path (a
-        ``.pth``/``.pt`` file of the twin is checked when it is loaded).
+        ``.pth``/``.pt`` file of the twin, an ``.onnx`` graph or an OpenVINO ``.xml`` is checked against the meta it
+        carries when it is loaded).
     classes : the dataset's class names.
     dataset_kind : 'voc', 'coco' or 'custom', for the messages.
     request : how the network was asked for, for the messages, e.g. ``'--network resnet50_v1 --data-shape 512'``.
@@ -48,7 +49,7 @@ def check_weights(name: str, pretrained, classes: Sequence[str], dataset_kind: s
         raise ValueError(f"{name} has no published weights: pass the parameter file written by training "
                          "(--pretrained PATH)")
     # (Without MXNet this check cannot run; the twin's loader checks the file as it converts it.)
-    if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt")) and HAVE_MXNET:
+    if isinstance(pretrained, str) and not pretrained.endswith((".pth", ".pt", ".onnx", ".xml")) and HAVE_MXNET:
         check_parameter_file(pretrained, name, classes, custom, dataset_kind, request)
     return custom
 

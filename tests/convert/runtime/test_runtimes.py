@@ -182,6 +182,9 @@ def _eval(trained, out_dir, *extra):
     return json.loads((out_dir / "results.json").read_text())["map"]
 
 
+# On the PyTorch stack only, where OpenVINO int8 (nncf 3) runs too: the same runtimes' code serves both stacks, and the
+# MXNet stack's suite is the longer leg of make test.
+@pytest.mark.torch_stack
 def test_bf16_and_int8_keep_the_trained_models_map(small_trained_model, tmp_path, monkeypatch):
     """On the ResNet-18 SSD trained in the suite: both runtimes' fp32 score the twin's mAP; OpenVINO bf16, OpenVINO
     int8 (NNCF) and ONNX Runtime int8, both written by python -m convert from the same 16 calibration photos with
