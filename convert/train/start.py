@@ -13,7 +13,7 @@ import torch
 
 from gluon_ssd import model_store, ndfile
 from gluon_ssd.classes import COCO_CLASSES, VOC_CLASSES
-from gluon_ssd.specs import MODEL_SPECS, get_spec
+from gluon_ssd.specs import MODEL_SPECS, get_spec, head_classes
 
 from ..nn.ssd import get_torch_model
 from ..weights.init import init_like_gluon
@@ -30,11 +30,11 @@ def _file_class_count(model, arrays: dict, source: str) -> int:
     if weight is None:
         raise ValueError(f"{source} holds no SSD class head (class_predictors.0.predictor.weight): pass a parameter "
                          f"file of {model.name} (GluonCV's or from a training run) or a model name")
-    per_anchor, rest = divmod(int(np.shape(weight)[0]), model.anchor_generators[0].num_anchors)
-    if rest or per_anchor < 2:
+    classes = head_classes(np.shape(weight)[0], model.anchor_generators[0].num_anchors)
+    if classes is None:
         raise ValueError(f"{source}: its first class head has {np.shape(weight)[0]} outputs, which is no number of "
                          f"classes for {model.name}: is it a file of this network?")
-    return per_anchor - 1
+    return classes
 
 
 def reuse_class_heads(model, source_model, reuse: list[str]) -> None:

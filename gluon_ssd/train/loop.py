@@ -36,6 +36,7 @@ import numpy as np
 
 from ..fileio import atomic_write
 from ..ndfile import LIST_MAGIC
+from ..specs import head_classes
 from .schedule import learning_rate, parse_decay_epochs, saves_params, validates
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,9 @@ def weights_file_classes(file_shapes: dict, own_shapes: dict, anchors_per_cell: 
                 if not k.startswith(("class_predictors.", "anchor_generators.")) and k not in optional}
 
     head = file_shapes.get("class_predictors.0.predictor.weight")
-    if head is None or body(file_shapes) != body(own_shapes) or head[0] % anchors_per_cell:
+    if head is None or body(file_shapes) != body(own_shapes):
         return None
-    return head[0] // anchors_per_cell - 1
+    return head_classes(head[0], anchors_per_cell)
 
 
 def weights_file_error(cfg, classes: Sequence[str], path, problem, file_classes: int | None) -> TrainingError:
