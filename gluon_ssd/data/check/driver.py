@@ -20,12 +20,6 @@ from .voc import check_voc_like
 logger = logging.getLogger(__package__)  # "gluon_ssd.data.check", the checker's one logger
 
 
-def _resolve_model(network: str, data_shape: int, dataset: str) -> str:
-    if network in specs.MODEL_SPECS:
-        return network
-    return specs.resolve_model_name(network, data_shape, dataset)
-
-
 def check_dataset(
     dataset: str,
     root: str,
@@ -81,7 +75,7 @@ def check_dataset(
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     if int(data_shape) != data_shape or data_shape < 1:
         raise ValueError(f"data_shape must be a positive integer (the network input size), got {data_shape!r}")
-    model_name = _resolve_model(network, int(data_shape), dataset)
+    model_name = specs.resolve_model_name(network, int(data_shape), dataset, int8=False)
     root = find_dataset_root(dataset, root)  # the root that training and evaluation would read
     if not os.path.isdir(root):
         raise ValueError(f"--dataset-root {root}: the checker reads VOC-layout folders; a COCO JSON is checked "
