@@ -137,6 +137,7 @@ def _demo(tmp_path, *argv, env=None, prelude=""):
     return done.returncode, done.stderr
 
 
+@pytest.mark.torch_stack  # the same code on both stacks: off the longer MXNet leg of make test (5 subprocesses)
 def test_bad_input_is_one_message(written, tmp_path):
     """A missing runtime, --dtype bf16 for ONNX Runtime, an IR of another model, a fixed-size int8 IR fed another
     size: one line each, exit 2, no traceback."""
