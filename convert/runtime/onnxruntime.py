@@ -21,37 +21,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gluon_ssd import model_store
 from gluon_ssd.classes import DATASET_CLASSES
-from gluon_ssd.cpu import runtime_threads
 from gluon_ssd.fileio import atomic_path
 from gluon_ssd.registry import register_backend
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS, get_spec
+
+from .graphfile import META_KEY, RuntimeMissing, ort_session, read_onnx_meta, require, write_onnx_meta
 
 log = logging.getLogger(__name__)
 
 __all__ = ["META_KEY", "RuntimeMissing", "OnnxRuntimeDetector", "cache_dir", "check_meta", "detection_graph",
            "load_onnxruntime_detector", "read_onnx_meta", "require", "write_onnx_meta"]
-
-META_KEY = "gluon_ssd"  # the ONNX metadata_props key (as convert.runtime.quantization writes it)
-PINS = {"onnxruntime": "onnxruntime==1.32.0 (Python 3.12+) or onnxruntime==1.19.2 (Python 3.11)",
-        "openvino": "openvino==2026.4.1", "nncf": "nncf==3.4.0 (Python 3.12+) or nncf==2.14.1 (Python 3.11)"}
-
-
-class RuntimeMissing(ImportError):
-    """A runtime package is not installed; the message names it and the pip command."""
-
-
-def require(package: str, what: str):
-    """``import package`` or :class:`RuntimeMissing` saying ``what`` needs it and how to install it."""
-    import importlib  # the runtimes are optional: found at call time
-
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        pin = PINS.get(package, package)
-        raise RuntimeMissing(f"{what} needs the {package} package, which is not installed: pip install "
-                             f"{pin.split(' ')[0]}" + (f" ({pin})" if " " in pin else "")) from None
-
 
 def cache_dir() -> str:
     """Where exported detection graphs of .params/.pth files are kept: ``$GLUON_SSD_CACHE`` or
@@ -61,42 +42,11 @@ def cache_dir() -> str:
     return os.path.join(root, "onnx")
 
 
-def _digest(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def graph_meta(model, dtype: str = "fp32", data_shape=None) -> dict:
     """The meta a written graph of the twin ``model`` carries: network, classes, input size (None: any), the NMS
     settings baked into it, precision."""
     return {"network": model.name, "classes": list(model.classes), "data_shape": data_shape,
             "nms": [model.nms_thresh, model.nms_topk, model.post_nms], "dtype": dtype}
-
-
-def write_onnx_meta(path: str, meta: dict) -> None:
-    """Store ``meta`` in the ONNX file's metadata_props (key :data:`META_KEY`), in place."""
-    onnx = require("onnx", "writing ONNX meta")
-    graph = onnx.load(path)
-    for prop in list(graph.metadata_props):
-        if prop.key == META_KEY:
-            graph.metadata_props.remove(prop)
-    entry = graph.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    with atomic_path(path) as tmp:
-        onnx.save(graph, tmp)
-
-
-def read_onnx_meta(path: str) -> dict | None:
-    """The meta of an .onnx written here or by ``python -m convert`` (None for a file without one)."""
-    onnx = require("onnx", f"reading {path}")
-    try:
-        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-    except Exception as err:  # onnx raises its own DecodeError types
-        raise ValueError(f"{path} is not a readable ONNX file: {err}") from None
-    return json.loads(props[META_KEY]) if META_KEY in props else None
 
 
 def check_meta(meta: dict | None, path: str, network: str, classes: Sequence[str] | None) -> tuple[str, ...]:
@@ -124,9 +74,7 @@ def twin_model(network: str, pretrained, classes, nms: tuple[float, int, int]):
     if spec.dataset != "custom" and classes:
         raise ValueError("--classes on a VOC/COCO network (a class subset) is supported by --backend mxnet only")
     if pretrained is True:
-        from gluon_ssd.model_store import get_model_file  # downloads: only when asked for published weights
-
-        pretrained = get_model_file(network)
+        pretrained = model_store.get_model_file(network)
     if not os.path.isfile(pretrained):
         raise FileNotFoundError(f"parameter file not found: {pretrained}")
     if pretrained.endswith((".pth", ".pt")):
@@ -145,7 +93,7 @@ def detection_graph(network: str, pretrained, classes, nms: tuple[float, int, in
     from .export import ONNX_OPSET, export_onnx  # torch: only a weights file is exported
 
     source = pretrained if isinstance(pretrained, str) else network
-    key = json.dumps([_digest(pretrained) if isinstance(pretrained, str) else "published", network,
+    key = json.dumps([model_store.sha1_of(pretrained) if isinstance(pretrained, str) else "published", network,
                       list(classes or ()), list(nms), ONNX_OPSET])
     path = os.path.join(cache_dir(), f"{network}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx")
     if os.path.isfile(path):
@@ -170,13 +118,9 @@ class OnnxRuntimeDetector:
     (B, 3, H, W) float32 numpy -> numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))``."""
 
     def __init__(self, path: str, classes: Sequence[str], meta: dict | None = None, model=None):
-        ort = require("onnxruntime", "--backend onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = runtime_threads()
-        options.inter_op_num_threads = 1
         self.path, self.meta, self.classes = path, meta, tuple(classes)
         self.model = model  # the float32 twin when built from weights (what --dtype int8 calibrates)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path)
 
     def __call__(self, batch: np.ndarray):
         return split_outputs(*self.session.run(None, {"data": np.ascontiguousarray(batch, dtype=np.float32)}))

@@ -14,7 +14,6 @@ file records the model name and classes; loading it needs no MXNet.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -25,12 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gluon_ssd.cpu import has_int8_dot_product, runtime_threads
+from gluon_ssd.cpu import has_int8_dot_product
 from gluon_ssd.fileio import atomic_path
 from gluon_ssd.int8_heads import check_quantize_heads, choose_float_heads
 from gluon_ssd.specs import NMS_THRESH, NMS_TOPK, POST_NMS
 
 from ..nn.ssd import SSD, get_torch_model
+from .graphfile import ort_session, read_onnx_meta, set_onnx_meta
 from .inference import fuse_batchnorm
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ CALIB_METHODS = ("naive", "entropy")
 # trained ResNet-18 SSD (VOC07 mAP 0.849 in float32), 0.819 that way, 0.850 with these only (and float
 # heads; 0.826 with int8 heads).
 _INT8_OPS = ("Conv", "Add", "MaxPool", "Relu")
-_META_KEY = "gluon_ssd"
 _PROBE_BATCH = 8  # calibration images per float32 pass of the class-head check
 
 
@@ -156,8 +155,7 @@ def quantize_twin(model: SSD, calib_batches: Iterable, out_path, calib_mode: str
         meta = {"network": model.name, "classes": list(model.classes), "data_shape": [int(height), int(width)],
                 "quantize_heads": quantize_heads, "float_heads": kept, "head_errors": errors,
                 "calib_mode": calib_mode, "calib_examples": len(reader.images), "reduce_range": reduce_range}
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = _META_KEY, json.dumps(meta)
+        set_onnx_meta(graph, meta)
         with atomic_path(out_path) as tmp_out:
             onnx.save(graph, tmp_out)
     log.info("wrote int8 ONNX %s (%s calibration on %d images)", out_path, calib_mode, len(reader.images))
@@ -188,28 +186,18 @@ class Int8Detector:
     :mod:`gluon_ssd.predict`: numpy (B, 3, H, W) in, numpy ``(ids (B, K), scores (B, K), boxes (B, K, 4))``."""
 
     def __init__(self, path, nms_thresh: float = NMS_THRESH, nms_topk: int = NMS_TOPK, post_nms: int = POST_NMS):
-        import onnx
-        import onnxruntime as ort
-
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"int8 model {path} not found (python -m convert --quantize int8 writes one)")
-        try:
-            props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-        except Exception as err:  # onnx raises its own DecodeError types
-            raise ValueError(f"{path} is not a readable ONNX file: {err}") from None
-        if _META_KEY not in props:
+        self.meta = read_onnx_meta(path)
+        if self.meta is None:
             raise ValueError(f"{path} is not an int8 model written by python -m convert --quantize int8 (it "
                              "records no model name and classes)")
-        self.meta = json.loads(props[_META_KEY])
         self.model = get_torch_model(self.meta["network"], classes=self.meta["classes"]).eval()
         self.model.set_nms(nms_thresh, nms_topk, post_nms)
         self.classes = tuple(self.model.classes)
         self.data_shape = tuple(self.meta["data_shape"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = runtime_threads()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, "an int8 model of python -m convert --quantize int8")
         self._anchors: dict = {}
 
     def anchors(self, height: int, width: int) -> torch.Tensor:

@@ -215,7 +215,12 @@ def test_bf16_and_int8_keep_the_trained_models_map(small_trained_model, tmp_path
         maps["openvino int8"] = _eval(trained, tmp_path / "ov8", "--backend", "openvino", "--pretrained",
                                       tmp_path / "ov8" / "model.xml")
         meta = json.loads((tmp_path / "ov8" / "model.json").read_text())
-        assert meta["dtype"] == "int8" and meta["float_heads"] == [0, 1], meta  # as ONNX Runtime's (test_quantization)
+        # The same class-head rule as ONNX Runtime's int8 of the same model and photos (which heads it keeps depends
+        # on the trained weights, which change with the thread count: [0, 1] under make test's one thread).
+        from convert.runtime.graphfile import read_onnx_meta
+
+        ort_heads = read_onnx_meta(str(tmp_path / "ort8.onnx"))["float_heads"]
+        assert meta["dtype"] == "int8" and meta["float_heads"] == ort_heads, (meta, ort_heads)
     for what in ("ort fp32", "openvino fp32"):
         assert maps[what] == pytest.approx(fp32, abs=1e-3), (what, maps[what], fp32)
     for what, value in maps.items():
