@@ -31,8 +31,9 @@ slow spell of a shared machine hits every variant alike.
 
 For the VGG and ResNet rows: int8 operations per second achieved (2 x the network's multiply-adds per image, counted
 from the twin's Conv2d output shapes: every convolution, including those left float32) against the CPU's int8 peak,
-measured in the same run as the best of an n^3 int8 matrix product in ONNX Runtime (MatMulInteger, MLAS's VNNI
-kernels) and torch._int_mm.
+measured in the same run as the best of int8 products: an n^3 matrix product in ONNX Runtime (MatMulInteger, MLAS's
+VNNI kernels), torch._int_mm and OpenVINO (its u8 x i8 MatMul and 1x1 Convolution, the kernels its int8 networks
+run).
 """
 from __future__ import annotations
 
@@ -75,9 +76,11 @@ Detector = Callable[[np.ndarray], tuple]
 
 
 def images_per_second(variants: dict[str, Detector], x: np.ndarray, repeat: int) -> dict[str, float]:
-    """{label: len(x) / median seconds per call}: one warm-up call each, then ``repeat`` rounds in which every
+    """{label: len(x) / median seconds per call}: two warm-up calls each (the OpenVINO backend compiles for an input
+    size the second time it sees it, as a served stream of one size does), then ``repeat`` rounds in which every
     variant is called once, :data:`SETTLE` seconds after the previous call."""
     for fn in variants.values():
+        fn(x)
         fn(x)
     seconds: dict[str, list[float]] = {label: [] for label in variants}
     for _ in range(repeat):
@@ -231,9 +234,49 @@ def conv_macs(model, height: int, width: int) -> int:
     return total[0]
 
 
+def _openvino_int8(n: int) -> dict[str, tuple[Callable[[], object], int]]:
+    """OpenVINO's int8 kernels, built as its low-precision transformations expect them: FakeQuantize (u8 activations,
+    i8 weights) in front of a float MatMul (an n x n x n product) and of a 1x1 Convolution (n/4 channels in and out
+    over 64 x 64 pixels, the shape of a network's layer); the plugin runs both in u8 x i8 (checked: the compiled
+    model's runtime precision). {label: (call, int8 operations per call)}."""
+    import openvino as ov  # optional runtimes: the PyTorch stack has them
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+
+    def fq(node, lo, hi):
+        c = lambda v: ops.constant(np.array(v, dtype=np.float32))  # noqa: E731
+        return ops.fake_quantize(node, c(lo), c(hi), c(lo), c(hi), 256)
+
+    channels, pixels = n // 4, 64
+    x = ops.parameter([n, n], np.float32, name="x")
+    w = ops.constant(rng.integers(-127, 127, (n, n)).astype(np.float32))
+    matmul = ov.Model([ops.matmul(fq(x, 0.0, 255.0), fq(w, -128.0, 127.0), False, False)], [x], "matmul")
+    image = ops.parameter([1, channels, pixels, pixels], np.float32, name="image")
+    kernel = ops.constant(rng.integers(-127, 127, (channels, channels, 1, 1)).astype(np.float32))
+    conv = ov.Model([ops.convolution(fq(image, 0.0, 255.0), fq(kernel, -128.0, 127.0), [1, 1], [0, 0], [0, 0],
+                                     [1, 1])], [image], "conv1x1")
+    calls = {}
+    for label, model, shape, ops_per_call in (
+            ("openvino int8 MatMul", matmul, (n, n), 2 * n ** 3),
+            ("openvino int8 1x1 Convolution", conv, (1, channels, pixels, pixels), 2 * channels ** 2 * pixels ** 2)):
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": cpu.runtime_threads(),
+                                                          "PERFORMANCE_HINT": "LATENCY"})
+        infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+        kinds = {info["runtimePrecision"].astype(str) for info in infos
+                 if info["layerType"].astype(str) in ("FullyConnected", "MatMul", "Convolution")}
+        if kinds != {"u8"}:
+            print(f"int8 peak: {label} did not run in int8 here ({kinds})")
+            continue
+        request, data = compiled.create_infer_request(), rng.integers(0, 255, shape).astype(np.float32)
+        calls[label] = ((lambda request=request, data=data: request.infer({0: data})), ops_per_call)
+    return calls
+
+
 def int8_peak(n: int = PEAK_SIZE, repeat: int = 3) -> dict[str, float]:
-    """int8 operations per second (2 n^3 per call, the best of ``repeat``) of an n x n x n int8 matrix product in
-    ONNX Runtime (MatMulInteger, uint8 x int8 -> int32) and in torch._int_mm (int8 x int8 -> int32)."""
+    """int8 operations per second (the best of ``repeat`` calls) of int8 products: an n x n x n matrix product in
+    ONNX Runtime (MatMulInteger, uint8 x int8 -> int32), torch._int_mm (int8 x int8 -> int32) and OpenVINO (u8 x i8,
+    with its 1x1 convolution: :func:`_openvino_int8`)."""
     import onnxruntime as ort  # optional runtimes: the PyTorch stack has them
     import torch  # PyTorch stack (see TwinPostprocess)
     from onnx import TensorProto, helper
@@ -247,17 +290,17 @@ def int8_peak(n: int = PEAK_SIZE, repeat: int = 3) -> dict[str, float]:
     session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
                                    .SerializeToString(), providers=["CPUExecutionProvider"])
     ta, tb = torch.from_numpy(a.view(np.int8) // 2), torch.from_numpy(b)
-    calls = {"onnxruntime MatMulInteger": lambda: session.run(None, {"a": a, "b": b}),
-             "torch._int_mm": lambda: torch._int_mm(ta, tb)}
+    calls = {"onnxruntime MatMulInteger": (lambda: session.run(None, {"a": a, "b": b}), 2 * n ** 3),
+             "torch._int_mm": (lambda: torch._int_mm(ta, tb), 2 * n ** 3), **_openvino_int8(n)}
     peak = {}
-    for label, call in calls.items():
+    for label, (call, ops_per_call) in calls.items():
         try:
             call()
         except RuntimeError as err:  # torch._int_mm has no CPU kernel in some builds
             print(f"int8 peak: {label} does not run here ({err})")
             continue
         best = min(_seconds(call) for _ in range(repeat))
-        peak[label] = 2.0 * n ** 3 / best
+        peak[label] = ops_per_call / best
     return peak
 
 

@@ -12,27 +12,22 @@ store: the calibration ranges live in the JSON, the weights are quantized when t
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import mxnet as mx
 import numpy as np
 
 from . import model_zoo
-from .deploy import export
 from .int8_heads import HEAD_TOLERANCE, check_quantize_heads, choose_float_heads
 from .model_store import default_root
-from .registry import QUANTIZERS
 from .specs import INT8_MODELS  # GluonCV's int8 SSDs and the float32 model whose weights they take
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALIB_MODES", "INT8_MODELS", "QUANTIZED_DTYPES", "Int8Model", "calibrate", "get_int8_model",
-           "int8_symbol_file", "quantize"]
+__all__ = ["CALIB_MODES", "INT8_MODELS", "QUANTIZED_DTYPES", "get_int8_model", "int8_symbol_file", "quantize"]
 
 CALIB_MODES = ("naive", "entropy", "none")
 QUANTIZED_DTYPES = ("auto", "int8", "uint8")
@@ -204,66 +199,6 @@ def _float_class_heads(net, quantize_heads, data, tolerance) -> tuple[list[int],
                               net.num_classes, "symmetric", tolerance)
 
 
-@dataclasses.dataclass(frozen=True)
-class Int8Model:
-    """What :func:`calibrate` made and wrote.
-
-    model : the int8 model: an MXNet block (as :func:`quantize` returns) or the backend's int8 detector.
-    files : the files written (MXNet: the symbol and parameter files; other backends: their model file).
-    prefix : the files' path without suffix (MXNet: what :func:`gluon_ssd.deploy.load_exported` reads).
-    num_examples : images the calibration read.
-    """
-
-    model: Any
-    files: tuple[str, ...]
-    prefix: str
-    num_examples: int
-
-
-def calibrate(model, batches: Iterable, out_dir: str, name: str, backend: str = "mxnet", calib_mode: str = "naive",
-              quantized_dtype: str = "auto", quantize_heads: bool | str = "auto", nms=None) -> Int8Model:
-    """Quantize ``model`` to int8 on every image of ``batches`` and write the int8 model into ``out_dir``.
-
-    Parameters
-    ----------
-    model : backend 'mxnet': a gluon_ssd SSD or a detector holding one as ``.net``
-        (:func:`gluon_ssd.predict.load_detector`); another backend: a detector of that backend.
-    batches : (B, 3, H, W) float32 batches of preprocessed images, all of one shape
-        (:func:`gluon_ssd.eval.loop.calibration_batches`).
-    out_dir, name : the files are ``{out_dir}/{name}-quantized-{calib_mode}-symbol.json`` and ``-0000.params``
-        (MXNet, exported at the batches' input size), or ``{out_dir}/{name}-int8-{calib_mode}.onnx`` (the
-        backend's quantizer of :data:`gluon_ssd.registry.QUANTIZERS`, e.g. the PyTorch twin's ONNX Runtime int8).
-    backend : 'mxnet' for MXNet's own flow (:func:`quantize`; ``quantized_dtype`` applies), else the name of
-        a backend with a registered quantizer.
-    calib_mode, quantized_dtype, quantize_heads : see :func:`quantize`.
-    nms : (nms_thresh, nms_topk, post_nms) of the backend's int8 detector (MXNet bakes the SSD's own into
-        the graph).
-
-    Raises
-    ------
-    ValueError for a backend without an int8 quantizer, no batch, or a bad mode or dtype.
-    """
-    batches = list(batches)
-    examples = sum(len(b) for b in batches)
-    if backend == "mxnet":
-        qnet = quantize(getattr(model, "net", model), batches, calib_mode=calib_mode, num_calib_examples=examples,
-                        quantized_dtype=quantized_dtype, quantize_heads=quantize_heads)
-        prefix = os.path.join(out_dir, f"{name}-quantized-{calib_mode}")
-        files = export(qnet, prefix, data_shape=tuple(batches[0].shape[-2:]))
-        return Int8Model(qnet, tuple(files), prefix, examples)
-    if backend not in QUANTIZERS:
-        raise ValueError(f"the {backend} backend has no int8 path (backends with one: "
-                         f"{', '.join(sorted(QUANTIZERS)) or 'none registered'})")
-    prefix = os.path.join(out_dir, f"{name}-int8-{calib_mode}")
-    path = f"{prefix}.onnx"
-    detector = QUANTIZERS[backend](model, batches, path, calib_mode=calib_mode, num_calib_examples=examples,
-                                   quantize_heads=quantize_heads, nms=nms)
-    log.info("quantized %s with the %s backend (calibration %s, %d examples): %s", name, backend, calib_mode,
-             examples, path)
-    return Int8Model(detector, (path,), prefix, examples)
-
-
-# --------------------------------------------------------------------------------- GluonCV's int8 zoo
 def _gluoncv_package_json(name: str) -> str | None:
     """The JSON inside an installed gluoncv package, found without importing gluoncv."""
     try:

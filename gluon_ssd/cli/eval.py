@@ -21,7 +21,8 @@ int8 on the CPU, GluonCV's flags: ``--calibration`` quantizes the model with MXN
 --num-calib-batches batches of the validation loader, --calib-mode, --quantized-dtype), writes it to
 ``{out-dir}/model/{name}-quantized-{calib-mode}`` and evaluates it; ``--quantized`` evaluates GluonCV's
 int8 model ``{name}_int8``; ``--deploy --model-prefix P`` evaluates any exported model, int8 included.
-``--backend torch --dtype int8`` calibrates the PyTorch twin on the same images (ONNX Runtime int8).
+``--backend torch|onnxruntime|openvino --dtype int8`` calibrates the PyTorch twin on the same images (ONNX Runtime
+int8; OpenVINO: NNCF), without MXNet.
 
 Differences from GluonCV: the last partial batch is evaluated (GluonCV's loader drops it); --calibration
 evaluates the quantized model after writing it (GluonCV stops there); class heads whose int8 logits would move
@@ -34,6 +35,7 @@ from __future__ import annotations
 import os
 
 from .. import cpu
+from ..calibration import calibrate as calibrate_int8
 from ..classes import DATASET_CLASSES
 from ..model_store import ModelStoreError
 from ..predict import parse_pretrained
@@ -234,10 +236,9 @@ def build_model(args, name, classes, ctx, out_dir, dataset=None):
 
 def calibrate(args, model, name, dataset, out_dir):
     """The int8 model, calibrated on the first --num-calib-batches validation batches (random images without a
-    dataset) and written to OUT_DIR/model/ (gluon_ssd.quantization.calibrate)."""
+    dataset) and written to OUT_DIR/model/ (gluon_ssd.calibration.calibrate)."""
     from gluon_ssd.data.custom import BadImageError  # loads MXNet: not for --help
     from gluon_ssd.eval.loop import calibration_batches, random_batches  # loads MXNet: not for --help
-    from gluon_ssd.quantization import calibrate as calibrate_int8  # needs MXNet: only to calibrate
 
     what = "--calibration" if args.calibration else f"--backend {args.backend} --dtype int8"
     try:

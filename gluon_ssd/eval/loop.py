@@ -422,7 +422,7 @@ def calibration_batches(dataset, data_shape, batch_size: int, num_batches: int, 
     for images, _ in loader:
         if batches and images.shape[0] != batches[0].shape[0]:
             break
-        batches.append(images.asnumpy())
+        batches.append(as_numpy(images))
         if len(batches) >= int(num_batches):
             break
     if not batches:
