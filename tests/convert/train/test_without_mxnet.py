@@ -176,6 +176,7 @@ def test_demo_without_mxnet(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.torch_stack  # checks nothing with MXNet: off the longer MXNet leg of make test, where it ran twice
 def test_ddp_without_mxnet_equals_one_process(tiny_train_dataset, tmp_path):
     """torchrun with 2 gloo processes on 127.0.0.1 where MXNet is not installed (each process starts the twin
     with convert.train.start from the same --seed), each with half of every batch, vs one process on the whole batch
