@@ -59,6 +59,17 @@ def written(tmp_path_factory):
     return {"folder": folder, "params": str(params), "batch": batch, "twin": twin}
 
 
+def test_openvino_precision_rule():
+    """What each --dtype compiles at: fp32/bf16 explicitly; int8 at OpenVINO's default (no hint) unless class heads
+    were kept float32, then f32 so that they stay float32 (broken once: bf16 for kept heads fails it)."""
+    from convert.runtime.openvino import precision_config
+
+    assert precision_config("fp32", None) == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert precision_config("bf16", {"float_heads": [0]}) == {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert precision_config("int8", {"float_heads": []}) == {}
+    assert precision_config("int8", {"float_heads": [0, 1]}) == {"INFERENCE_PRECISION_HINT": "f32"}
+
+
 def _checks(ours, ref):
     expand = lambda d: (d[0][..., None], d[1][..., None], d[2])
     return compare_detections(expand(ours), expand(ref), 300)
