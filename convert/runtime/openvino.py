@@ -18,8 +18,9 @@ Input shapes. Every graph has a free batch (and, but for int8, a free input size
 shape and, the second time an input shape (batch and size) is seen, again for that shape alone. Measured on the
 2-core AVX-512 machine: with every dimension fixed the CPU plugin folds the graph's shape computations, which
 otherwise read the first convolution's output and keep it from fusing ReLU and int8 quantization into that
-convolution (ssd_512_resnet50_v1 int8, batch 8: 347 -> 261 ms per batch in OpenVINO's per-node profile), and
-its fixed-size kernels are about 5% faster in fp32 (8.31 against 7.92 images/s). A compile takes about 0.6 s:
+convolution (ssd_512_resnet50_v1 int8, batch 8: 343 -> 294 ms per batch in OpenVINO's per-node profile), and
+its fixed-size fp32 kernels are faster too (8.49 against 7.86 images/s; bench/profile_openvino.py). A compile
+takes about 0.6 s:
 eval and a served stream of one shape run fixed-shape from their second batch, and a stream of ever new sizes
 (the demo on photos of any aspect) compiles nothing more.
 
